@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from common.cohort import ensure_synthetic_cohort
+from common.config import CohortConfig
+from common.store import SiteStore
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+TINY = CohortConfig(seed=7, n_ecgs=300)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cohorts")
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tiny_data_dir: Path) -> list[SiteStore]:
+    """A 3-hospital, 300-ECG synthetic cohort, generated once per test session."""
+    return ensure_synthetic_cohort(TINY, tiny_data_dir, progress=False)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from common import protocol as P
+from common.config import CohortConfig
+from server.app import wait_for_hospitals
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_pyproject_defaults_give_the_default_cohort() -> None:
+    app_config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+
+    cohort, train, _ = P.settings_from_run_config(app_config)
+
+    assert cohort == CohortConfig()
+    assert train.model == app_config["model"] and train.batch_size == app_config["batch-size"]
+    assert {P.NUM_SERVER_ROUNDS, P.LOCAL_EPOCHS, P.NUM_SITES} <= set(app_config)
+
+
+def test_settings_take_the_data_dir_from_the_run_config(tmp_path: Path) -> None:
+    _, _, data_dir = P.settings_from_run_config({"data-dir": str(tmp_path)})
+
+    assert data_dir == tmp_path
+
+
+def test_site_index_checks_the_number_of_hospitals() -> None:
+    assert P.site_index({P.PARTITION_ID: 2, P.NUM_PARTITIONS: 3}, 3) == 2
+    with pytest.raises(ValueError, match="start exactly 3 supernodes"):
+        P.site_index({P.PARTITION_ID: 1, P.NUM_PARTITIONS: 2}, 3)
+    with pytest.raises(KeyError, match="partition-id"):
+        P.site_index({"site": "a"}, 3)
+
+
+class _Grid:
+    def __init__(self, nodes: list[int]) -> None:
+        self.nodes = nodes
+
+    def get_node_ids(self) -> list[int]:
+        return self.nodes
+
+
+def test_server_fails_clearly_when_hospitals_are_missing() -> None:
+    assert wait_for_hospitals(_Grid([4, 5, 6]), 3, timeout_s=0) == [4, 5, 6]  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="2 of 3 hospitals connected"):
+        wait_for_hospitals(_Grid([4, 5]), 3, timeout_s=0)  # type: ignore[arg-type]
