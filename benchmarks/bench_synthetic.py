@@ -48,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             ensure_synthetic_cohort(CohortConfig(n_ecgs=args.full_cohort), Path(tmp), progress=False)
             dt = time.perf_counter() - t0
-        print(
-            f"full cohort into the store: {args.full_cohort} ECGs (500/250/100 Hz sites) in {dt:.1f} s = {args.full_cohort / dt:.0f} ECG/s"
-        )
+        n = args.full_cohort
+        print(f"full cohort into the store: {n} ECGs (500/250/100 Hz sites) in {dt:.1f} s = {n / dt:.0f} ECG/s")
     return 0
 
 

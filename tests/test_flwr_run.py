@@ -25,7 +25,8 @@ def test_flwr_run_two_rounds_on_a_tiny_cohort(tmp_path: Path) -> None:
     home = tmp_path / "flwr-home"
     home.mkdir()
     (home / "config.toml").write_text(
-        '[superlink]\ndefault = "fedami-sim"\n\n[superlink.fedami-sim]\naddress = ":local:"\noptions.num-supernodes = 3\n'
+        '[superlink]\ndefault = "fedami-sim"\n\n'
+        '[superlink.fedami-sim]\naddress = ":local:"\noptions.num-supernodes = 3\n'
     )
     bin_dir = Path(sys.executable).parent
     env = {
