@@ -148,3 +148,24 @@ def test_difficulty_band_and_knob() -> None:
 
     assert 0.60 < default < 0.92  # well above chance, well below perfect
     assert easy > hard + 0.04
+
+
+def _band_power(x: np.ndarray, fs: int, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(x - x.mean(-1, keepdims=True), axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(x.shape[-1], 1 / fs)
+    return float(spec[..., (freqs >= lo) & (freqs <= hi)].sum() / spec.sum())
+
+
+def test_devices_differ_in_mains_hum_and_noise() -> None:
+    cfg = CohortConfig(n_ecgs=3000)
+    plans = [plan_site(cfg, i) for i in range(3)]  # 500 Hz/0.05 Hz HP, 250 Hz/0.5 Hz HP, 100 Hz/0.05 Hz HP
+    v1 = [render_chunk(p, 0, 64, seed=0)[:, 6] for p in plans]
+
+    def line_ratio(k: int) -> float:  # 50 Hz line over the 47-48 Hz floor, per Hz
+        fs = plans[k].site.fs
+        return _band_power(v1[k], fs, 49.9, 50.1) / 0.2 / (_band_power(v1[k], fs, 47.0, 48.0) / 1.0)
+
+    assert line_ratio(0) > 10  # mains hum at the 500 Hz device
+    assert line_ratio(2) < 3  # the 100 Hz device's anti-alias filter removes it
+    wander = [_band_power(x, p.site.fs, 0.0, 0.4) for x, p in zip(v1, plans, strict=True)]
+    assert wander[1] < wander[0] / 3 and wander[1] < wander[2] / 3  # site b's 0.5 Hz high-pass
