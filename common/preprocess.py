@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from math import gcd
-from typing import Final
+from fractions import Fraction
+from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import signal as sps
 
 AGE_CENTER: Final[float] = 60.0
 AGE_SCALE: Final[float] = 15.0
 DEMOGRAPHIC_FEATURES: Final[tuple[str, ...]] = ("age_z", "age_missing", "sex_male", "sex_female", "sex_missing")
-
-
-def resample(x: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
-    """Polyphase resampling along the last axis (anti-aliased when going down)."""
-    if fs_in == fs_out:
-        return np.asarray(x, dtype=np.float32)
-    g = gcd(fs_in, fs_out)
-    out: np.ndarray = sps.resample_poly(x, fs_out // g, fs_in // g, axis=-1)
-    return out.astype(np.float32)
 
 
 def bandpass(x: np.ndarray, fs: int, low_hz: float = 0.5, high_hz: float = 40.0) -> np.ndarray:
@@ -47,3 +39,69 @@ def demographics(meta: pd.DataFrame) -> np.ndarray:
         ],
         axis=1,
     ).astype(np.float32)
+
+
+class PreprocessConfig(BaseModel):
+    """How raw records become store records (recorded with every ingest)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target_fs: Literal[100, 250, 500] = 100
+    bandpass_hz: tuple[float, float] | None = (0.5, 40.0)
+    notch_hz: float | None = Field(None, description="mains notch, e.g. 50 or 60; None for off")
+    length_s: float = Field(10.0, gt=0)
+    normalise: Literal["none", "per_record", "site_train"] = Field(
+        "none",
+        description="per-lead standardisation: none (keep mV), per record, or with statistics fitted on each "
+        "site's training split only (applied when the split is loaded)",
+    )
+
+
+def resample(x: np.ndarray, fs_in: float, fs_out: int) -> np.ndarray:
+    """Resample from any rate (257 Hz, 360 Hz, 1000 Hz ...) by a rational polyphase factor."""
+    frac = Fraction(fs_out) / Fraction(fs_in).limit_denominator(1000)
+    if frac == 1:
+        return np.asarray(x, dtype=np.float32)
+    out: np.ndarray = sps.resample_poly(x, frac.numerator, frac.denominator, axis=-1)
+    return out.astype(np.float32)
+
+
+def notch(x: np.ndarray, fs: int, freq: float, quality: float = 30.0) -> np.ndarray:
+    """Zero-phase IIR notch at ``freq`` (skipped when it lies at or above Nyquist)."""
+    if freq >= fs / 2:
+        return np.asarray(x, dtype=np.float32)
+    b, a = sps.iirnotch(freq, quality, fs=fs)
+    out: np.ndarray = sps.filtfilt(b, a, x, axis=-1)
+    return out.astype(np.float32)
+
+
+def fixed_length(x: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
+    """Centre-crop or zero-pad (centred) the last axis to ``n`` samples; also says whether it padded."""
+    t = x.shape[-1]
+    if t >= n:
+        start = (t - n) // 2
+        return x[..., start : start + n], False
+    out = np.zeros((*x.shape[:-1], n), dtype=x.dtype)
+    start = (n - t) // 2
+    out[..., start : start + t] = x
+    return out, True
+
+
+def standardise(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
+    """Per-lead z-score over the last axis, with the record's own or given statistics."""
+    m = x.mean(-1, keepdims=True) if mean is None else mean.reshape(-1, 1)
+    s = x.std(-1, keepdims=True) if std is None else std.reshape(-1, 1)
+    return ((x - m) / np.maximum(s, 1e-6)).astype(np.float32)
+
+
+def preprocess_signal(x: np.ndarray, fs: float, cfg: PreprocessConfig) -> tuple[np.ndarray, bool]:
+    """Resample, filter, fix the length and (per record) standardise one ``(12, T)`` signal."""
+    y = resample(x, fs, cfg.target_fs)
+    if cfg.bandpass_hz is not None:
+        y = bandpass(y, cfg.target_fs, *cfg.bandpass_hz)
+    if cfg.notch_hz is not None:
+        y = notch(y, cfg.target_fs, cfg.notch_hz)
+    y, padded = fixed_length(y, round(cfg.length_s * cfg.target_fs))
+    if cfg.normalise == "per_record":
+        y = standardise(y)
+    return np.ascontiguousarray(y, dtype=np.float32), padded

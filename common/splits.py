@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -55,3 +57,65 @@ def patient_split(
                     which[np.flatnonzero(which == donor)[0 if s < donor else -1]] = s
         out[idx] = np.asarray(SPLITS)[which]
     return out.astype(str)
+
+
+def fold_split(strat_fold: pd.Series) -> np.ndarray:
+    """PTB-XL's protocol: folds 1-8 train, 9 validation, 10 test."""
+    folds = strat_fold.astype(int).to_numpy()
+    if not np.isin(folds, np.arange(1, 11)).all():
+        raise ValueError(f"strat_fold values must be 1-10, got {sorted(set(folds) - set(range(1, 11)))}")
+    return np.where(folds == 10, "test", np.where(folds == 9, "val", "train"))
+
+
+def assign_splits(index: pd.DataFrame, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
+    """Split name per index row: PTB-XL folds where ``strat_fold`` is present, else patient-disjoint,
+    label-stratified splits drawn per site from ``(seed, site)``.
+
+    Rows without a label count as negatives for stratification (they are rejected later anyway).
+    """
+    if "strat_fold" in index.columns and index["strat_fold"].notna().all():
+        return fold_split(index["strat_fold"])
+    out = np.empty(len(index), dtype=object)
+    label = pd.to_numeric(index["label"], errors="coerce").fillna(0).astype(int).to_numpy()
+    for s_i, site in enumerate(sorted(index["site"].unique())):
+        rows = np.flatnonzero(index["site"].to_numpy() == site)
+        _, patient = np.unique(index["patient_id"].to_numpy()[rows], return_inverse=True)
+        seed_seq = [seed, s_i, int.from_bytes(str(site).encode()[:8].ljust(8, b"\0"), "little")]
+        per_patient = patient_split(patient_table(patient, label[rows]), fractions, np.random.default_rng(seed_seq))
+        out[rows] = per_patient[patient]
+    return out.astype(str)
+
+
+def merge_small_sites(index: pd.DataFrame, min_records: int, *, other: str = "other") -> pd.DataFrame:
+    """Merge sites with fewer than ``min_records`` rows into one ``other`` hospital (kept in ``site_orig``)."""
+    counts = index["site"].value_counts()
+    small = set(counts.index[counts < min_records])
+    out = index.copy()
+    out["site_orig"] = out["site"]
+    out.loc[out["site"].isin(small), "site"] = other
+    return out
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One train/evaluate arrangement of hospitals for a study protocol.
+
+    ``train_sites`` contribute their train and validation splits; each ``test_sites`` entry says
+    which splits of that hospital are its test data.
+    """
+
+    name: str
+    train_sites: tuple[str, ...]
+    test_sites: Mapping[str, tuple[str, ...]]
+
+
+def gah_folds(sites: Sequence[str]) -> list[Fold]:
+    """GAH: every hospital trains; each hospital's test split is evaluated separately (and pooled)."""
+    return [Fold("gah", tuple(sites), {s: ("test",) for s in sites})]
+
+
+def loho_folds(sites: Sequence[str]) -> list[Fold]:
+    """Leave one hospital out: train on the others, test on all of the held-out hospital."""
+    if len(sites) < 2:
+        raise ValueError(f"LOHO needs at least 2 hospitals, got {list(sites)}")
+    return [Fold(f"loho-{h}", tuple(s for s in sites if s != h), {h: ("train", "val", "test")}) for h in sites]

@@ -57,6 +57,8 @@ class StoreManifest(BaseModel):
     dtype: str = "float32"
     key: str
     source: dict[str, Any]
+    preprocessing: dict[str, Any] | None = None
+    """How ingest preprocessed the signals (None: raw device signals, as the synthetic cohort)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def write_site_store(
     chunks: Iterable[tuple[int, np.ndarray]],
     key: str,
     source: dict[str, Any],
+    preprocessing: dict[str, Any] | None = None,
 ) -> SiteStore:
     """Write a site store atomically from signal chunks and return it opened.
 
@@ -147,7 +150,15 @@ def write_site_store(
         arr.flush()
         del arr
         metadata.to_csv(tmp / METADATA_FILE, index=False)
-        manifest = StoreManifest(site=str(sites[0]), fs=fs, n_records=n, n_samples=n_samples, key=key, source=source)
+        manifest = StoreManifest(
+            site=str(sites[0]),
+            fs=fs,
+            n_records=n,
+            n_samples=n_samples,
+            key=key,
+            source=source,
+            preprocessing=preprocessing,
+        )
         (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
         try:
             tmp.rename(path)

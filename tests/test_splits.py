@@ -34,3 +34,59 @@ def test_split_depends_only_on_the_seed() -> None:
     b = patient_split(table, (0.7, 0.15, 0.15), np.random.default_rng(4))
 
     assert a.tolist() == b.tolist()
+
+
+def test_ptbxl_folds_map_to_train_val_test() -> None:
+    import pandas as pd
+
+    from common.splits import fold_split
+
+    assert fold_split(pd.Series([1, 8, 9, 10])).tolist() == ["train", "train", "val", "test"]
+
+
+def test_assign_splits_is_patient_disjoint_per_site_and_seeded() -> None:
+    import pandas as pd
+
+    from common.splits import assign_splits
+
+    rng = np.random.default_rng(0)
+    index = pd.DataFrame(
+        {
+            "site": np.repeat(["a", "b"], 300),
+            "patient_id": [f"p{i}" for i in rng.integers(0, 200, 600)],
+            "label": (rng.random(600) < 0.1).astype(float),
+        }
+    )
+
+    split = assign_splits(index, (0.7, 0.15, 0.15), seed=1)
+
+    index["split"] = split
+    assert index.groupby(["site", "patient_id"])["split"].nunique().max() == 1
+    assert split.tolist() == assign_splits(index, (0.7, 0.15, 0.15), seed=1).tolist()
+    assert split.tolist() != assign_splits(index, (0.7, 0.15, 0.15), seed=2).tolist()
+
+
+def test_small_sites_merge_into_other() -> None:
+    import pandas as pd
+
+    from common.splits import merge_small_sites
+
+    index = pd.DataFrame({"site": ["a"] * 5 + ["b"] * 2 + ["c"]})
+
+    merged = merge_small_sites(index, 3)
+
+    assert merged["site"].tolist() == ["a"] * 5 + ["other"] * 3
+    assert merged["site_orig"].tolist() == index["site"].tolist()
+
+
+def test_protocol_folds() -> None:
+    from common.splits import gah_folds, loho_folds
+
+    (gah,) = gah_folds(["a", "b", "c"])
+    loho = loho_folds(["a", "b", "c"])
+
+    assert gah.train_sites == ("a", "b", "c") and dict(gah.test_sites) == {s: ("test",) for s in "abc"}
+    assert [f.name for f in loho] == ["loho-a", "loho-b", "loho-c"]
+    for fold, held_out in zip(loho, "abc", strict=True):
+        assert held_out not in fold.train_sites and set(fold.test_sites) == {held_out}
+        assert fold.test_sites[held_out] == ("train", "val", "test")

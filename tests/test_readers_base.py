@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from common.leads import LEADS
+from common.readers.base import (
+    QCReason,
+    RecordError,
+    canonical_lead,
+    normalise_age,
+    normalise_sex,
+    to_canonical,
+    unit_scale_to_mv,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("AVR", "aVR"), ("avl", "aVL"), ("aVF", "aVF"), ("MLII", "II"), (" v1 ", "V1"), ("DIII", "III"), ("X", None)],
+)
+def test_lead_names_are_normalised(name: str, expected: str | None) -> None:
+    assert canonical_lead(name) == expected
+
+
+def test_units_convert_to_mv() -> None:
+    assert unit_scale_to_mv("uV") == 1e-3 and unit_scale_to_mv("mV") == 1.0 and unit_scale_to_mv("V") == 1e3
+    with pytest.raises(RecordError) as err:
+        unit_scale_to_mv("furlong")
+    assert err.value.reason is QCReason.UNKNOWN_UNITS
+
+
+def test_to_canonical_reorders_selects_and_scales() -> None:
+    names = ["V6", "V5", "V4", "V3", "V2", "V1", "AVF", "AVL", "AVR", "III", "II", "I", "VX"]
+    sig = np.arange(13, dtype=np.float64)[None, :].repeat(4, 0) * 1000.0  # channel k holds 1000*k uV
+
+    out = to_canonical(sig, names, ["uV"] * 13)
+
+    assert out.shape == (12, 4)
+    for lead_i, lead in enumerate(LEADS):
+        channel = names.index(lead.upper() if lead.startswith("aV") else lead)
+        assert out[lead_i, 0] == pytest.approx(channel)  # mV
+
+
+def test_missing_lead_is_named() -> None:
+    with pytest.raises(RecordError, match="V6") as err:
+        to_canonical(np.zeros((5, 11)), list(LEADS[:11]), ["mV"] * 11)
+    assert err.value.reason is QCReason.MISSING_LEAD
+
+
+def test_demographics_normalisation() -> None:
+    assert normalise_age(300) == 90 and normalise_age("61") == 61 and math.isnan(normalise_age(None))
+    assert math.isnan(normalise_age("Unknown"))
+    assert [normalise_sex(v) for v in (0, 1, "Male", "female", None, float("nan"), "x")] == [
+        "M",
+        "F",
+        "M",
+        "F",
+        "",
+        "",
+        "",
+    ]
