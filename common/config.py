@@ -147,6 +147,15 @@ class TrainConfig(_Frozen):
     target_fs: SamplingRate = 100
     seed: int = 0
     num_threads: int = Field(2, ge=1, description="torch intra-op threads")
+    loss: Literal["bce", "focal"] = Field("bce", description="class-weighted BCE or focal loss")
+    pos_weight: Literal["auto", "none"] = Field("auto", description="auto: weight positives by negatives/positives")
+    focal_gamma: float = Field(2.0, ge=0)
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val AUROC")
+    crop_s: float | None = Field(
+        None, gt=0, description="train on random crops of this length; evaluate on sliding windows (PTB-XL benchmark)"
+    )
+    window_aggregate: Literal["mean", "max"] = "mean"
+    progress: bool = Field(False, description="a progress bar over the batches of each epoch")
 
 
 class RunConfig(_Frozen):

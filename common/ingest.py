@@ -126,9 +126,11 @@ def _run(
                 bar.update(len(batch))
                 yield from batch
         else:
-            with ProcessPoolExecutor(
-                workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(source, cfg)
-            ) as pool:
+            # forkserver: workers fork from a clean server that imported this module once, which is
+            # cheap per worker and safe even when the caller has torch's thread pools running.
+            ctx = get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(source, cfg)) as pool:
                 for batch in pool.map(_process, _batches(rows)):
                     bar.update(len(batch))
                     yield from batch

@@ -78,3 +78,64 @@ def test_sites_at_different_rates_pool_after_resampling(tiny_cohort: list[SiteSt
     assert len(pooled) == sum(len(p) for p in parts)
     assert pooled.demo.shape == (len(pooled), 5)
     assert set(pooled.meta["split"]) == {"train"}
+
+
+def test_focal_loss_matches_a_hand_computed_case() -> None:
+    from common.engine import FocalLoss
+
+    logits, y = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    p_t = torch.tensor([0.5, 1 - torch.sigmoid(torch.tensor(2.0)).item()])
+
+    loss = FocalLoss(2.0, torch.tensor(3.0))(logits, y)
+
+    expected = ((1 - p_t) ** 2 * bce * torch.tensor([3.0, 1.0])).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_random_crops_are_windows_of_the_record() -> None:
+    from common.engine import random_crops
+
+    x = torch.arange(2 * 3 * 10, dtype=torch.float32).reshape(2, 3, 10)
+
+    crops = random_crops(x, 4, torch.Generator().manual_seed(0))
+
+    assert crops.shape == (2, 3, 4)
+    for b in range(2):
+        start = int(crops[b, 0, 0] - x[b, 0, 0])
+        assert torch.equal(crops[b], x[b, :, start : start + 4])
+
+
+def test_windows_cover_the_record_and_predictions_aggregate_them() -> None:
+    from common.engine import window_starts
+
+    assert window_starts(1000, 250) == [0, 125, 250, 375, 500, 625, 750]
+    assert window_starts(1000, 300)[-1] == 700
+    torch.manual_seed(0)
+    model = create_model("cnn1d")
+    data = _toy(n=8)
+    cfg = TrainConfig(crop_s=1.0, target_fs=100, window_aggregate="max")
+
+    scores = predict(model, data, cfg)
+
+    x, d = torch.from_numpy(data.x), torch.from_numpy(data.demo)
+    with torch.no_grad():
+        manual = torch.stack([torch.sigmoid(model.eval()(x[..., s : s + 100], d)) for s in (0, 50, 100)]).amax(0)
+    np.testing.assert_allclose(scores, manual.numpy(), rtol=1e-5)
+
+
+def test_early_stopping_and_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from common.engine import load_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("cnn1d")
+    cfg = TrainConfig(epochs=30, batch_size=16, lr=3e-3, patience=2, num_threads=1)
+
+    result = fit(model, _toy(), _toy(seed=2), cfg, checkpoint=tmp_path / "best.pt")
+
+    assert result.stopped_early and len(result.history) < 30
+    assert len(result.history) - result.best_epoch == 2
+    state = load_checkpoint(tmp_path / "best.pt")
+    for k, v in model.state_dict().items():
+        assert torch.equal(state[k], v), k
+    assert '"epoch"' in (tmp_path / "best.json").read_text()

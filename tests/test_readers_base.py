@@ -62,3 +62,11 @@ def test_demographics_normalisation() -> None:
         "",
         "",
     ]
+
+
+def test_record_errors_survive_pickling() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(RecordError(QCReason.CHECKSUM, "lead V2")))
+
+    assert err.reason is QCReason.CHECKSUM and err.detail == "lead V2" and str(err) == "checksum_mismatch: lead V2"

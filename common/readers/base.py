@@ -51,6 +51,10 @@ class RecordError(Exception):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[RecordError], tuple[QCReason, str]]:
+        # rebuilt from (reason, detail) when it crosses a process boundary
+        return (RecordError, (self.reason, self.detail))
+
 
 @dataclass(frozen=True)
 class RawEcg:

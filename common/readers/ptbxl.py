@@ -67,7 +67,8 @@ def ptbxl_table(
     root: Path, *, label: Label, likelihood: float, hospital_column: Literal["site", "device"]
 ) -> pd.DataFrame:
     """PTB-XL metadata as an index without ``path``: every row of the database."""
-    db = pd.read_csv(_metadata_file(root, DATABASE_FILE))
+    text_columns = ("scp_codes", "infarction_stadium1", "device", "filename_lr", "filename_hr")
+    db = pd.read_csv(_metadata_file(root, DATABASE_FILE), dtype=dict.fromkeys(text_columns, str))
     statements = pd.read_csv(_metadata_file(root, STATEMENTS_FILE), index_col=0)
     return pd.DataFrame(
         {

@@ -35,6 +35,19 @@ def _check_files(record: Path, header: wfdb.Record) -> None:
             raise RecordError(QCReason.TRUNCATED, f"{f.name} has {f.stat().st_size} bytes, header needs {expected}")
 
 
+def _diagnose(record: Path) -> None:
+    """Raise the specific :class:`RecordError` for a record that ``wfdb`` could not read."""
+    try:
+        header = wfdb.rdheader(str(record))
+    except Exception as err:  # wfdb raises many types for a corrupt header
+        raise RecordError(QCReason.UNREADABLE, f"corrupt header {record}.hea: {err}") from err
+    if header.fs is None or not np.isfinite(header.fs) or header.fs <= 0:
+        raise RecordError(QCReason.UNKNOWN_FS, f"header gives sampling rate {header.fs!r}")
+    if not header.n_sig:
+        raise RecordError(QCReason.MISSING_LEAD, "header declares no signals")
+    _check_files(record, header)
+
+
 def read_wfdb(record: Path, *, verify_checksum: bool = True) -> RawEcg:
     """Read a WFDB record given its path without extension.
 
@@ -43,24 +56,20 @@ def read_wfdb(record: Path, *, verify_checksum: bool = True) -> RawEcg:
     unknown sampling rate or unit, or missing leads.
     """
     record = Path(record)
-    try:
-        header = wfdb.rdheader(str(record))
-    except FileNotFoundError as err:
-        raise RecordError(QCReason.UNREADABLE, f"no header {record}.hea") from err
-    except Exception as err:  # wfdb raises many types for a corrupt header
-        raise RecordError(QCReason.UNREADABLE, f"corrupt header {record}.hea: {err}") from err
-    fs = header.fs
-    if fs is None or not np.isfinite(fs) or fs <= 0:
-        raise RecordError(QCReason.UNKNOWN_FS, f"header gives sampling rate {fs!r}")
-    if not header.n_sig:
-        raise RecordError(QCReason.MISSING_LEAD, "header declares no signals")
-    _check_files(record, header)
+    if not record.with_suffix(".hea").is_file():
+        raise RecordError(QCReason.UNREADABLE, f"no header {record}.hea")
     try:
         rec = wfdb.rdrecord(str(record), physical=False, return_res=64)
-    except Exception as err:
+    except Exception as err:  # parse the header alone to say precisely what is wrong
+        _diagnose(record)
         raise RecordError(QCReason.UNREADABLE, f"cannot read {record}: {err}") from err
-    if rec.d_signal is None or rec.d_signal.shape[0] < (header.sig_len or 0):
-        raise RecordError(QCReason.TRUNCATED, f"{record}: fewer samples than the header's {header.sig_len}")
+    fs = rec.fs
+    if fs is None or not np.isfinite(fs) or fs <= 0:
+        raise RecordError(QCReason.UNKNOWN_FS, f"header gives sampling rate {fs!r}")
+    if not rec.n_sig:
+        raise RecordError(QCReason.MISSING_LEAD, "header declares no signals")
+    if rec.d_signal is None or rec.d_signal.shape[0] < (rec.sig_len or 0):
+        raise RecordError(QCReason.TRUNCATED, f"{record}: fewer samples than the header's {rec.sig_len}")
     if verify_checksum and rec.checksum is not None:
         got = rec.calc_checksum()
         bad = [
@@ -73,7 +82,7 @@ def read_wfdb(record: Path, *, verify_checksum: bool = True) -> RawEcg:
         to_canonical(physical, rec.sig_name, rec.units or ["mV"] * rec.n_sig),
         float(fs),
         "mV",
-        tuple(header.comments or ()),
+        tuple(rec.comments or ()),
     )
 
 
