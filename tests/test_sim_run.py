@@ -53,6 +53,6 @@ def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:
     unknown = _run("--model", "nope", "--out", str(tmp_path / "a"))
     one_site = _run("--clients", "1", "--out", str(tmp_path / "b"))
 
-    assert unknown.returncode == 2 and "known models: cnn1d" in unknown.stderr
+    assert unknown.returncode == 2 and "known models:" in unknown.stderr and "cnn1d" in unknown.stderr
     assert one_site.returncode == 2 and "n_sites" in one_site.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
