@@ -1,40 +1,82 @@
-"""Flower ClientApp: one hospital. Translates messages to :mod:`common.federated` calls."""
+"""Flower ClientApp: one hospital. Translates messages to :mod:`common.federated` calls.
+
+Only the model's weights and aggregate counts leave the hospital: the training reply carries
+weights and ``num-examples``/loss; the evaluation reply carries score histograms and confusion
+counts, never a per-record score or label.
+"""
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from collections.abc import Mapping
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from common import protocol as P
-from common.federated import local_evaluate, local_train, site_split
-from common.protocol import settings_from_run_config
+from common.federated import local_evaluate, local_train, round_seed, site_split
+from common.protocol import RunSettings, settings_from_run_config
 
-app = ClientApp()
-
-
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    cohort, cfg, data_dir = settings_from_run_config(context.run_config)
-    site = P.site_index(context.node_config, cohort.n_sites)
-    server_round = int(msg.content.config_records[P.CONFIG][P.SERVER_ROUND])  # type: ignore[arg-type]
-    data = site_split(cohort, site, data_dir, "train", cfg.target_fs)
-    res = local_train(
-        msg.content[P.ARRAYS].to_torch_state_dict(),  # type: ignore[union-attr]
-        data,
-        cfg,
-        epochs=int(context.run_config[P.LOCAL_EPOCHS]),
-        seed=cfg.seed * 1_000_003 + site * 1009 + server_round,
-    )
-    metrics = MetricRecord({P.NUM_EXAMPLES: res.num_examples, P.TRAIN_LOSS: res.train_loss})
-    return Message(RecordDict({P.ARRAYS: ArrayRecord(res.state), P.METRICS: metrics}), reply_to=msg)
+MetricValue = int | float | list[int] | list[float]
 
 
-@app.evaluate()
-def evaluate(msg: Message, context: Context) -> Message:
-    cohort, cfg, data_dir = settings_from_run_config(context.run_config)
-    data = site_split(cohort, P.site_index(context.node_config, cohort.n_sites), data_dir, "val", cfg.target_fs)
-    res = local_evaluate(msg.content[P.ARRAYS].to_torch_state_dict(), data, cfg)  # type: ignore[union-attr]
-    metrics: dict[str, int | float | list[int] | list[float]] = {P.NUM_EXAMPLES: res.num_examples}
-    if res.auroc is not None:
-        metrics[P.LOCAL_AUROC] = res.auroc
-    return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
+def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = None) -> ClientApp:
+    """A ClientApp whose run config is ``context.run_config`` updated with ``overrides``.
+
+    ``flwr run`` uses the module-level :data:`app` (no overrides); ``sim/run.py`` passes its
+    settings here because the simulation engine gives ClientApps an empty run config.
+    """
+    app = ClientApp()
+
+    def settings(context: Context) -> RunSettings:
+        return settings_from_run_config({**context.run_config, **(overrides or {})})
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        s = settings(context)
+        site = s.site_of(context.node_config)
+        config: ConfigRecord = msg.content.config_records[P.CONFIG]
+        server_round = int(P.number(config, P.SERVER_ROUND)) + int(P.number(config, P.ROUND_OFFSET, 0))
+        data = site_split(s.cohort, site, s.data_dir, "train", s.train.target_fs)
+        res = local_train(
+            msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
+            data,
+            s.train,
+            epochs=s.federated.local_epochs,
+            seed=round_seed(s.train.seed, site, server_round),
+            prox_mu=P.number(config, P.PROXIMAL_MU, 0.0),
+        )
+        metrics: dict[str, MetricValue] = {
+            P.NUM_EXAMPLES: res.num_examples,
+            P.TRAIN_LOSS: res.train_loss,
+            P.SITE_INDEX: site,
+        }
+        return Message(RecordDict({P.ARRAYS: ArrayRecord(res.state), P.METRICS: MetricRecord(metrics)}), reply_to=msg)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        s = settings(context)
+        site = s.site_of(context.node_config)
+        config: ConfigRecord = msg.content.config_records[P.CONFIG]
+        split = str(config.get(P.EVAL_SPLIT, "val"))
+        threshold = P.number(config, P.THRESHOLD) if P.THRESHOLD in config else None
+        data = site_split(s.cohort, site, s.data_dir, split, s.train.target_fs)
+        res = local_evaluate(
+            msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
+            data,
+            s.train,
+            threshold,
+        )
+        metrics: dict[str, MetricValue] = {
+            P.NUM_EXAMPLES: res.num_examples,
+            P.SITE_INDEX: site,
+            P.POS_HIST: res.histogram.pos.tolist(),
+            P.NEG_HIST: res.histogram.neg.tolist(),
+        }
+        if res.counts is not None:
+            metrics.update({P.TP: res.counts.tp, P.FP: res.counts.fp, P.TN: res.counts.tn, P.FN: res.counts.fn})
+        return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
+
+    return app
+
+
+app = make_client_app()

@@ -105,6 +105,12 @@ def window_starts(n_t: int, length: int) -> list[int]:
     return starts
 
 
+def proximal_term(params: list[torch.Tensor], anchor: list[torch.Tensor], mu: float) -> torch.Tensor:
+    """FedProx: ``mu / 2 * ||w - w_global||^2`` over all trainable parameters."""
+    sq = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
+    return mu / 2 * torch.as_tensor(sq)
+
+
 def train_epochs(
     model: nn.Module,
     data: EcgArrays,
@@ -142,8 +148,7 @@ def train_epochs(
             xb = x[idx] if crop is None else random_crops(x[idx], crop, gen)
             loss = loss_fn(model(xb, demo[idx]), y[idx])
             if prox_mu > 0:
-                sq = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
-                loss = loss + prox_mu / 2 * sq
+                loss = loss + proximal_term(list(model.parameters()), anchor, prox_mu)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

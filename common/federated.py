@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import histograms as H
 from common.cohort import ensure_synthetic_site
 from common.config import CohortConfig, TrainConfig
 from common.data import EcgArrays, load_split
 from common.engine import predict, seed_everything, train_epochs
-from common.metrics import MetricError, auroc
 from common.models import create_model
 
 StateDict = dict[str, torch.Tensor]
@@ -28,9 +28,16 @@ class LocalTrainResult:
 
 @dataclass(frozen=True)
 class LocalEvalResult:
+    """Everything a hospital reports about an evaluation: counts, never a per-record value."""
+
     num_examples: int
-    positives: int
-    auroc: float | None
+    histogram: H.ScoreHistogram
+    counts: H.ThresholdCounts | None
+
+
+def round_seed(seed: int, site: int, server_round: int) -> int:
+    """Seed of one hospital's local training in one round: independent of process and node order."""
+    return int(np.random.SeedSequence([seed, site, server_round]).generate_state(1)[0])
 
 
 @lru_cache(maxsize=8)
@@ -43,7 +50,7 @@ def site_split(cohort: CohortConfig, site_index: int, data_dir: Path, split: str
 def local_train(
     state: StateDict, data: EcgArrays, cfg: TrainConfig, *, epochs: int, seed: int, prox_mu: float = 0.0
 ) -> LocalTrainResult:
-    """Start from the global weights, train ``epochs`` local epochs, return the new weights."""
+    """Start from the global weights, train ``epochs`` local epochs (FedProx term if ``prox_mu``)."""
     seed_everything(seed)
     model = create_model(cfg.model)
     model.load_state_dict(state)
@@ -51,12 +58,12 @@ def local_train(
     return LocalTrainResult(model.state_dict(), len(data), float(np.mean(losses)))
 
 
-def local_evaluate(state: StateDict, data: EcgArrays, cfg: TrainConfig) -> LocalEvalResult:
-    """Aggregate-only evaluation: no per-record score leaves this function."""
+def local_evaluate(
+    state: StateDict, data: EcgArrays, cfg: TrainConfig, threshold: float | None = None
+) -> LocalEvalResult:
+    """Score the local split and reduce it to a score histogram (and counts at ``threshold``)."""
     model = create_model(cfg.model)
     model.load_state_dict(state)
-    try:
-        auc: float | None = auroc(data.y, predict(model, data))
-    except MetricError:
-        auc = None
-    return LocalEvalResult(len(data), data.n_positive, auc)
+    scores = predict(model, data, cfg)
+    counts = H.threshold_counts(data.y, scores, threshold) if threshold is not None else None
+    return LocalEvalResult(len(data), H.histogram(data.y, scores), counts)

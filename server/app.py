@@ -1,19 +1,23 @@
-"""Flower ServerApp: FedAvg over the hospitals (the full strategy registry comes later)."""
+"""Flower ServerApp: a registered strategy over the training hospitals, checkpoints, final test round."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
 
+from common import histograms as H
 from common import protocol as P
-from common.engine import seed_everything
+from common.engine import load_checkpoint, seed_everything
 from common.models import create_model
 from common.protocol import settings_from_run_config
-
-app = ServerApp()
+from server.checkpoints import RoundTracker, histogram_summary, histograms_by_site
+from server.strategies import create_strategy
 
 
 def wait_for_hospitals(grid: Grid, n_sites: int, timeout_s: float = P.NODE_WAIT_S) -> list[int]:
@@ -31,18 +35,120 @@ def wait_for_hospitals(grid: Grid, n_sites: int, timeout_s: float = P.NODE_WAIT_
         time.sleep(1.0)
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    cohort, cfg, _ = settings_from_run_config(context.run_config)
-    n = cohort.n_sites
-    wait_for_hospitals(grid, n)
-    seed_everything(cfg.seed)
-    model = create_model(cfg.model)
-    strategy = FedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=ArrayRecord(model.state_dict()),
-        train_config=ConfigRecord({}),
-        num_rounds=int(context.run_config[P.NUM_SERVER_ROUNDS]),
-    )
-    model.load_state_dict(result.arrays.to_torch_state_dict())
+class RecordingGrid:
+    """Delegates to a Grid and records which node received which message type (for audits and tests)."""
+
+    def __init__(self, grid: Grid) -> None:
+        self._grid = grid
+        self.sent: list[tuple[str, int]] = []
+        self.node_site: dict[int, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        messages = list(messages)
+        self.sent.extend((m.metadata.message_type, m.metadata.dst_node_id) for m in messages)
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        for r in replies:
+            if not r.has_error() and P.METRICS in r.content.metric_records:
+                self.node_site[r.metadata.src_node_id] = int(
+                    P.number(r.content.metric_records[P.METRICS], P.SITE_INDEX)
+                )
+        return replies
+
+
+def final_test_round(
+    grid: Grid | RecordingGrid, nodes: list[int], arrays: ArrayRecord, threshold: float | None
+) -> dict[str, Any]:
+    """Every training hospital evaluates the final model on its test split at the transferred threshold."""
+    config: dict[str, Any] = {P.EVAL_SPLIT: "test"}
+    if threshold is not None:
+        config[P.THRESHOLD] = threshold
+    content = RecordDict({P.ARRAYS: arrays, P.CONFIG: ConfigRecord(config)})
+    messages = [Message(content=content, dst_node_id=n, message_type=MessageType.EVALUATE) for n in nodes]
+    replies = [r for r in grid.send_and_receive(messages) if not r.has_error()]
+    if len(replies) != len(nodes):
+        raise RuntimeError(f"{len(nodes) - len(replies)} of {len(nodes)} hospitals failed the final test round")
+    summary = histogram_summary(histograms_by_site([r.content for r in replies]))
+    summary["threshold"] = threshold
+    for r in replies:
+        m = r.content.metric_records[P.METRICS]
+        if P.TP in m:
+            c = H.ThresholdCounts(*(int(P.number(m, k)) for k in (P.TP, P.FP, P.TN, P.FN)))
+            summary["sites"][str(int(P.number(m, P.SITE_INDEX)))].update(
+                {
+                    "tp": c.tp,
+                    "fp": c.fp,
+                    "tn": c.tn,
+                    "fn": c.fn,
+                    "sensitivity": c.sensitivity,
+                    "specificity": c.specificity,
+                }
+            )
+    return summary
+
+
+def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = None) -> ServerApp:
+    """A ServerApp whose run config is ``context.run_config`` updated with ``overrides``."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        s = settings_from_run_config({**context.run_config, **(overrides or {})})
+        n = len(s.train_sites)
+        nodes = wait_for_hospitals(grid, n)
+        seed_everything(s.train.seed)
+        model = create_model(s.train.model)
+        out = s.out_dir
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        if s.resume is not None:
+            tracker, state = RoundTracker.resume(out, s.resume)
+            model.load_state_dict(state)
+        else:
+            tracker = RoundTracker(out)
+        remaining = s.federated.rounds - tracker.offset
+        if remaining < 0:
+            raise ValueError(f"checkpoint is at round {tracker.offset}, past the {s.federated.rounds} rounds asked for")
+        recording = RecordingGrid(grid)
+        strategy = create_strategy(
+            s.federated,
+            n,
+            train_metrics_aggr_fn=tracker.aggregate_train,
+            evaluate_metrics_aggr_fn=tracker.aggregate_evaluate,
+        )
+        result = strategy.start(
+            grid=recording,  # type: ignore[arg-type]
+            initial_arrays=ArrayRecord(model.state_dict()),
+            train_config=ConfigRecord({P.ROUND_OFFSET: tracker.offset}),
+            evaluate_config=ConfigRecord({P.EVAL_SPLIT: "val"}),
+            num_rounds=remaining,
+            evaluate_fn=tracker.end_round,
+        )
+        best = (
+            ArrayRecord(load_checkpoint(out / "best.pt"))
+            if out is not None and (out / "best.pt").is_file()
+            else result.arrays
+        )
+        threshold = H.youden_threshold(tracker.best_val_histogram) if tracker.best_val_histogram is not None else None
+        test = final_test_round(recording, nodes[:n], best, threshold)
+        if out is not None:
+            audit = {
+                "sent": recording.sent,
+                "node_site": {str(k): v for k, v in recording.node_site.items()},
+                "best_round": tracker.best_round,
+                "best_val_auroc": tracker.best_auroc,
+            }
+            (out / "messages.json").write_text(json.dumps(audit, indent=2) + "\n")
+            (out / "test.json").write_text(json.dumps(test, indent=2) + "\n")
+
+    return app
+
+
+app = make_server_app()
+
+
+def read_outputs(out: Path) -> dict[str, Any]:
+    """What a finished federated run left in its output folder."""
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in ("history", "test", "messages")}

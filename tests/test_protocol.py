@@ -15,25 +15,29 @@ REPO = Path(__file__).resolve().parents[1]
 def test_pyproject_defaults_give_the_default_cohort() -> None:
     app_config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
 
-    cohort, train, _ = P.settings_from_run_config(app_config)
+    s = P.settings_from_run_config(app_config)
 
-    assert cohort == CohortConfig()
-    assert train.model == app_config["model"] and train.batch_size == app_config["batch-size"]
+    assert s.cohort == CohortConfig()
+    assert s.train.model == app_config["model"] and s.train.batch_size == app_config["batch-size"]
+    assert s.federated.rounds == app_config[P.NUM_SERVER_ROUNDS] and s.federated.strategy == app_config["strategy"]
+    assert s.train_sites == (0, 1, 2) and s.out_dir is None and s.resume is None
     assert {P.NUM_SERVER_ROUNDS, P.LOCAL_EPOCHS, P.NUM_SITES} <= set(app_config)
 
 
 def test_settings_take_the_data_dir_from_the_run_config(tmp_path: Path) -> None:
-    _, _, data_dir = P.settings_from_run_config({"data-dir": str(tmp_path)})
-
-    assert data_dir == tmp_path
+    assert P.settings_from_run_config({"data-dir": str(tmp_path)}).data_dir == tmp_path
 
 
-def test_site_index_checks_the_number_of_hospitals() -> None:
-    assert P.site_index({P.PARTITION_ID: 2, P.NUM_PARTITIONS: 3}, 3) == 2
+def test_nodes_must_match_the_training_hospitals() -> None:
+    s = P.settings_from_run_config({})
+
+    assert s.site_of({P.PARTITION_ID: 2, P.NUM_PARTITIONS: 3}) == 2
     with pytest.raises(ValueError, match="start exactly 3 supernodes"):
-        P.site_index({P.PARTITION_ID: 1, P.NUM_PARTITIONS: 2}, 3)
+        s.site_of({P.PARTITION_ID: 1, P.NUM_PARTITIONS: 2})
     with pytest.raises(KeyError, match="partition-id"):
-        P.site_index({"site": "a"}, 3)
+        s.site_of({"site": "a"})
+    with pytest.raises(ValueError, match="distinct hospital indices"):
+        P.settings_from_run_config({P.TRAIN_SITES: "0,3"})
 
 
 class _Grid:

@@ -1,0 +1,120 @@
+"""Per-round bookkeeping of the federated run: metrics, checkpoints, the best round, resume.
+
+Flower calls, in every round: the train-metrics aggregation, the evaluate-metrics aggregation, then
+``evaluate_fn(round, arrays)``. :class:`RoundTracker` plugs into those three hooks: it pools the
+hospitals' validation histograms into the federated validation AUROC, and at the end of the round
+writes the weights (``last.pt``), the round number with its metrics (``last.json``), the history,
+and ``best.pt``/``best.json`` when the round beats the best validation AUROC so far.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, MetricRecord, RecordDict
+
+from common import histograms as H
+from common import protocol as P
+from common.engine import load_checkpoint, save_checkpoint
+
+
+def _metrics(reply: RecordDict) -> MetricRecord:
+    return reply.metric_records[P.METRICS]
+
+
+def histograms_by_site(replies: Sequence[RecordDict]) -> dict[int, H.ScoreHistogram]:
+    """Each hospital's score histogram from evaluation replies."""
+    out: dict[int, H.ScoreHistogram] = {}
+    for r in replies:
+        m = _metrics(r)
+        out[int(P.number(m, P.SITE_INDEX))] = H.ScoreHistogram(np.asarray(m[P.POS_HIST]), np.asarray(m[P.NEG_HIST]))
+    return out
+
+
+def histogram_summary(hists: dict[int, H.ScoreHistogram]) -> dict[str, Any]:
+    """Pooled and per-hospital AUROC/AUPRC from histograms (None where a class is missing)."""
+
+    def scores(h: H.ScoreHistogram) -> dict[str, Any]:
+        ok = h.n_pos > 0 and h.n_neg > 0
+        return {
+            "n": h.n_pos + h.n_neg,
+            "positives": h.n_pos,
+            "auroc": H.auroc(h) if ok else None,
+            "auprc": H.auprc(h) if ok else None,
+        }
+
+    pooled = sum(hists.values(), H.empty())
+    return {"pooled": scores(pooled), "sites": {str(k): scores(v) for k, v in sorted(hists.items())}}
+
+
+@dataclass
+class RoundTracker:
+    """State of a federated run across rounds; ``offset`` is the round a resumed run starts after."""
+
+    out_dir: Path | None
+    offset: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_round: int | None = None
+    best_auroc: float | None = None
+    best_val_histogram: H.ScoreHistogram | None = None
+    _round: dict[str, Any] = field(default_factory=dict)
+    _val: H.ScoreHistogram | None = None
+
+    @classmethod
+    def resume(cls, out_dir: Path | None, checkpoint_dir: Path) -> tuple[RoundTracker, dict[str, Any]]:
+        """A tracker that continues the run saved in ``checkpoint_dir``, and its last weights."""
+        last = json.loads((checkpoint_dir / "last.json").read_text())
+        tracker = cls(
+            out_dir, offset=int(last["round"]), history=json.loads((checkpoint_dir / "history.json").read_text())
+        )
+        if (checkpoint_dir / "best.json").is_file():
+            best = json.loads((checkpoint_dir / "best.json").read_text())
+            tracker.best_round, tracker.best_auroc = best["round"], best["val_auroc"]
+            hist = np.load(checkpoint_dir / "best_val_histogram.npz")
+            tracker.best_val_histogram = H.ScoreHistogram(hist["pos"], hist["neg"])
+        return tracker, load_checkpoint(checkpoint_dir / "last.pt")
+
+    def aggregate_train(self, replies: list[RecordDict], weight_key: str) -> MetricRecord:
+        ms = [_metrics(r) for r in replies]
+        n = np.array([P.number(m, weight_key) for m in ms])
+        loss = float(np.average([P.number(m, P.TRAIN_LOSS) for m in ms], weights=n))
+        self._round = {
+            "train_loss": loss,
+            "train_examples": int(n.sum()),
+            "trained_sites": sorted(int(P.number(m, P.SITE_INDEX)) for m in ms),
+        }
+        return MetricRecord({P.TRAIN_LOSS: loss, P.NUM_EXAMPLES: int(n.sum())})
+
+    def aggregate_evaluate(self, replies: list[RecordDict], weight_key: str) -> MetricRecord:
+        hists = histograms_by_site(replies)
+        summary = histogram_summary(hists)
+        self._val = sum(hists.values(), H.empty())
+        self._round["val"] = summary
+        auc = summary["pooled"]["auroc"]
+        return MetricRecord({"val-auroc": float("nan") if auc is None else auc, weight_key: summary["pooled"]["n"]})
+
+    def end_round(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        """``evaluate_fn``: runs last in each round; checkpoint and keep the best round."""
+        if server_round == 0:
+            return None
+        global_round = server_round + self.offset
+        entry = {"round": global_round, **self._round}
+        self.history.append(entry)
+        auc = entry.get("val", {}).get("pooled", {}).get("auroc")
+        improved = auc is not None and (self.best_auroc is None or auc > self.best_auroc)
+        if improved:
+            self.best_round, self.best_auroc, self.best_val_histogram = global_round, auc, self._val
+        if self.out_dir is not None:
+            state = arrays.to_torch_state_dict()
+            save_checkpoint(self.out_dir / "last.pt", state, {"round": global_round, "metrics": entry})
+            (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=2) + "\n")
+            if improved and self._val is not None:
+                save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})
+                np.savez(self.out_dir / "best_val_histogram.npz", pos=self._val.pos, neg=self._val.neg)
+        self._round, self._val = {}, None
+        return None
