@@ -176,8 +176,19 @@ class RunConfig(_Frozen):
 
     cohort: CohortConfig = CohortConfig()
     train: TrainConfig = TrainConfig()
+    federated: FederatedConfig = FederatedConfig()
+    protocol: Literal["gah", "loho"] = "gah"
+    arms: tuple[Literal["federated", "pooled", "local"], ...] = ("federated", "pooled", "local")
+    n_boot: int = Field(1000, ge=10, description="patient-bootstrap replicates for AUROC CIs")
     data_dir: Path
     out_dir: Path
+    resume: Path | None = Field(None, description="a federated output folder to continue (GAH only)")
+
+    @model_validator(mode="after")
+    def _resume_needs_one_fold(self) -> RunConfig:
+        if self.resume is not None and self.protocol != "gah":
+            raise ValueError("--resume continues one federated run; use it with the GAH protocol")
+        return self
 
     def save(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")

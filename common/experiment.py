@@ -1,133 +1,339 @@
-"""The centralised arms of a run (pooled; local-only later), as plain functions."""
+"""Federated vs pooled vs local-only under the study's protocols, as plain functions.
+
+For each fold of the protocol (GAH: one fold, every hospital trains and is tested on its test split;
+LOHO: one fold per hospital, which is never trained on and is tested on all its ECGs):
+
+* **federated**: Flower simulation over the fold's training hospitals (``run_federated`` is passed
+  in, so this module stays Flower-free); the best round by federated validation AUROC is kept;
+* **pooled**: the training hospitals' data centralised (the upper reference), with as many passes
+  over the data as the federated run made;
+* **local-only**: each training hospital alone.
+
+Every arm's Youden threshold is chosen on its own training hospitals' validation data and carried
+to the test sites (the threshold transfer the study reports). Every arm is scored at every test
+site the same way: AUROC with a patient-bootstrap CI, AUPRC, sensitivity and specificity.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from common.cohort import ensure_synthetic_cohort
+from common import clinical
 from common.config import RunConfig
-from common.data import concat, load_split
-from common.engine import EpochLog, fit, predict, seed_everything
-from common.metrics import MetricError, auprc, auroc
-from common.models import count_parameters, create_model
-from common.report import markdown_table, plot_history, plot_roc
-from common.store import summarise, write_json
+from common.data import EcgArrays, concat, load_split
+from common.engine import EpochLog, fit, load_checkpoint, predict, seed_everything
+from common.models import create_model
+from common.report import markdown_table
+from common.splits import Fold, gah_folds, loho_folds
+from common.store import SiteStore, summarise, write_json
 
 log = logging.getLogger(__name__)
-POOLED = "pooled"
+
+FederatedRunner = Callable[[Mapping[str, str | int | float | bool], int], dict[str, Any]]
+"""``(flat run config, number of nodes) -> {"history", "test", "messages"}`` (see sim/simulation.py)."""
 
 
 @dataclass(frozen=True)
-class TestResult:
-    """Discrimination on one test set (a site's test split, or all sites pooled)."""
+class SiteScore:
+    """One arm's model at one test site."""
 
-    test_set: str
+    arm: str
+    fold: str
+    test_site: str
     n: int
     positives: int
     auroc: float | None
+    auroc_lo: float | None
+    auroc_hi: float | None
     auprc: float | None
+    threshold: float | None
+    sensitivity: float | None
+    specificity: float | None
 
 
-def evaluate_scores(name: str, y: np.ndarray, scores: np.ndarray) -> TestResult:
-    try:
-        auc, ap = auroc(y, scores), auprc(y, scores)
-    except MetricError as err:
-        log.warning("%s: %s", name, err)
-        auc, ap = None, None
-    return TestResult(name, len(y), int(y.sum()), auc, ap)
+def score_site(
+    arm: str,
+    fold: str,
+    site: str,
+    data: EcgArrays,
+    scores: np.ndarray,
+    threshold: float | None,
+    *,
+    n_boot: int,
+    seed: int,
+) -> SiteScore:
+    """AUROC [patient-bootstrap CI], AUPRC and Sens/Spec at the transferred threshold."""
+    n_pos = data.n_positive
+    if n_pos == 0 or n_pos == len(data):
+        return SiteScore(arm, fold, site, len(data), n_pos, None, None, None, None, threshold, None, None)
+    ci = clinical.bootstrap_auroc_ci(data.y, scores, data.meta["patient_id"].to_numpy(), n_boot=n_boot, seed=seed)
+    at = clinical.threshold_metrics(data.y, scores, threshold) if threshold is not None else None
+    return SiteScore(
+        arm, fold, site, len(data), n_pos, ci.estimate, ci.lower, ci.upper,
+        clinical.weighted_auprc(data.y, scores, np.ones(len(data))), threshold,
+        at.sensitivity if at else None, at.specificity if at else None,
+    )  # fmt: skip
 
 
-def run_pooled(cfg: RunConfig, *, echo: Any = print) -> dict[str, Any]:
-    """Generate or reuse the cohort, train the pooled baseline, evaluate per site; write results.
+def _threshold(val: EcgArrays, scores: np.ndarray) -> float | None:
+    if val.n_positive == 0 or val.n_positive == len(val):
+        log.warning("validation data has one class only; no Youden threshold")
+        return None
+    return clinical.youden_threshold(val.y, scores)
 
-    Returns the results dictionary that is also written to ``results.json``.
-    """
+
+@dataclass
+class FoldData:
+    fold: Fold
+    train: dict[str, EcgArrays]
+    val: dict[str, EcgArrays]
+    test: dict[str, EcgArrays]
+
+
+def load_fold(fold: Fold, stores: Mapping[str, SiteStore], fs: int) -> FoldData:
+    train = {s: load_split(stores[s], "train", fs) for s in fold.train_sites}
+    val = {s: load_split(stores[s], "val", fs) for s in fold.train_sites}
+    test = {s: concat([load_split(stores[s], sp, fs) for sp in splits]) for s, splits in fold.test_sites.items()}
+    return FoldData(fold, train, val, test)
+
+
+def _centralised_arm(
+    arm: str, fd: FoldData, sites: Sequence[str], cfg: RunConfig, epochs: int, echo: Any
+) -> tuple[list[SiteScore], float, list[dict[str, Any]]]:
+    train, val = concat([fd.train[s] for s in sites]), concat([fd.val[s] for s in sites])
+    tcfg = cfg.train.model_copy(update={"epochs": epochs})
+    seed_everything(tcfg.seed)
+    model = create_model(tcfg.model)
+    history: list[dict[str, Any]] = []
+
+    def on_epoch(e: EpochLog) -> None:
+        history.append({"epoch": e.epoch, "train_loss": e.train_loss, "val_auroc": e.val_auroc})
+        echo(f"    {arm} epoch {e.epoch}/{epochs}  loss {e.train_loss:.4f}  val AUROC {_fmt(e.val_auroc)}")
+
+    t0 = time.perf_counter()
+    fit(model, train, val, tcfg, on_epoch=on_epoch)
+    seconds = time.perf_counter() - t0
+    thr = _threshold(val, predict(model, val, tcfg))
+    scores = [
+        score_site(
+            arm, fd.fold.name, site, data, predict(model, data, tcfg), thr, n_boot=cfg.n_boot, seed=cfg.train.seed
+        )
+        for site, data in fd.test.items()
+    ]
+    return scores, seconds, history
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def run_fold(
+    fd: FoldData,
+    site_index: Mapping[str, int],
+    cfg: RunConfig,
+    run_federated: FederatedRunner | None,
+    out: Path,
+    echo: Any,
+) -> dict[str, Any]:
+    """All arms of one fold; returns scores, timings and the federated learning curve."""
+    fold = fd.fold
+    scores: list[SiteScore] = []
+    timing: dict[str, float] = {}
+    curves: dict[str, Any] = {}
+    passes = cfg.federated.rounds * cfg.federated.local_epochs
+    if run_federated is not None and "federated" in cfg.arms:
+        f = cfg.federated
+        where = list(fold.train_sites)
+        echo(
+            f"  [{fold.name}] federated {f.strategy}: {f.rounds} rounds x {f.local_epochs} local epoch(s) over {where}"
+        )
+        fed_out = out / fold.name / "federated"
+        rc = federated_run_config(cfg, [site_index[s] for s in fold.train_sites], fed_out)
+        t0 = time.perf_counter()
+        res = run_federated(rc, len(fold.train_sites))
+        timing["federated"] = time.perf_counter() - t0
+        curves["federated"] = res["history"]
+        for h in res["history"]:
+            val_auc = _fmt(h["val"]["pooled"]["auroc"])
+            echo(f"    round {h['round']}: train loss {h['train_loss']:.4f}, federated val AUROC {val_auc}")
+        tcfg = cfg.train
+        model = create_model(tcfg.model)
+        model.load_state_dict(
+            load_checkpoint(fed_out / "best.pt")
+            if (fed_out / "best.pt").is_file()
+            else load_checkpoint(fed_out / "last.pt")
+        )
+        thr = res["test"]["threshold"]  # chosen by the server on the pooled validation histograms
+        for site, data in fd.test.items():
+            scores.append(
+                score_site(
+                    "federated",
+                    fold.name,
+                    site,
+                    data,
+                    predict(model, data, tcfg),
+                    thr,
+                    n_boot=cfg.n_boot,
+                    seed=tcfg.seed,
+                )
+            )
+        curves["federated_server_test"] = res["test"]
+    if "pooled" in cfg.arms:
+        echo(f"  [{fold.name}] pooled over {list(fold.train_sites)}, {passes} epochs (same passes over the data)")
+        pooled, timing["pooled"], curves["pooled"] = _centralised_arm("pooled", fd, fold.train_sites, cfg, passes, echo)
+        scores += pooled
+    for site in fold.train_sites if "local" in cfg.arms else ():
+        echo(f"  [{fold.name}] local-only at {site}")
+        local, timing[f"local:{site}"], curves[f"local:{site}"] = _centralised_arm(
+            f"local:{site}", fd, [site], cfg, passes, echo
+        )
+        scores += local
+    return {"fold": fold.name, "scores": scores, "timing": timing, "curves": curves}
+
+
+def federated_run_config(cfg: RunConfig, train_sites: Sequence[int], out: Path) -> dict[str, str | int | float | bool]:
+    """The flat run config the ServerApp and ClientApps of one fold read."""
+    f = cfg.federated
+    rc: dict[str, str | int | float | bool] = {
+        "seed": cfg.cohort.seed, "num-sites": cfg.cohort.n_sites, "n-ecgs": cfg.cohort.n_ecgs,
+        "difficulty": cfg.cohort.difficulty, "data-dir": str(cfg.data_dir), "model": cfg.train.model,
+        "lr": cfg.train.lr, "batch-size": cfg.train.batch_size, "num-server-rounds": f.rounds,
+        "local-epochs": f.local_epochs, "strategy": f.strategy, "proximal-mu": f.proximal_mu, "server-lr": f.server_lr,
+        "train-sites": ",".join(str(s) for s in train_sites), "out-dir": str(out),
+    }  # fmt: skip
+    if cfg.resume is not None:
+        rc["resume"] = str(cfg.resume)
+    return rc
+
+
+def run_comparison(
+    cfg: RunConfig, stores: Sequence[SiteStore], run_federated: FederatedRunner | None, *, echo: Any = print
+) -> dict[str, Any]:
+    """Every fold of the protocol, every arm; writes results.json, results.md and plots."""
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
-    t_start = time.perf_counter()
-
-    echo(f"cohort: {cfg.cohort.n_sites} synthetic hospitals, {cfg.cohort.n_ecgs} ECGs, key {cfg.cohort.key()}")
-    stores = ensure_synthetic_cohort(cfg.cohort, cfg.data_dir)
-    cohort_table = summarise(stores)
-    echo(cohort_table.to_string(index=False))
-
-    fs = cfg.train.target_fs
-    splits = {s.site: {sp: load_split(s, sp, fs) for sp in ("train", "val", "test")} for s in stores}
-    train = concat([v["train"] for v in splits.values()])
-    val = concat([v["val"] for v in splits.values()])
-    echo(f"pooled training: {len(train)} ECGs ({train.n_positive} AMI), validation {len(val)} ({val.n_positive} AMI)")
-
-    seed_everything(cfg.train.seed)
-    model = create_model(cfg.train.model)
-    echo(f"model {cfg.train.model}: {count_parameters(model):,} parameters")
-
-    def on_epoch(e: EpochLog) -> None:
-        auc = "n/a" if e.val_auroc is None else f"{e.val_auroc:.3f}"
-        echo(f"  epoch {e.epoch}/{cfg.train.epochs}  loss {e.train_loss:.4f}  val AUROC {auc}")
-
-    fit_result = fit(model, train, val, cfg.train, on_epoch=on_epoch)
-    torch.save(model.state_dict(), out / "model_pooled.pt")
-
-    scores = {site: predict(model, v["test"]) for site, v in splits.items()}
-    tests = evaluate_sites({site: (v["test"].y, scores[site]) for site, v in splits.items()})
-    table = pd.DataFrame([dataclasses.asdict(r) for r in tests.values()])
+    by_name = {s.site: s for s in stores}
+    site_index = {s.site: i for i, s in enumerate(stores)}
+    sites = [s.site for s in stores]
+    folds = gah_folds(sites) if cfg.protocol == "gah" else loho_folds(sites)
+    t0 = time.perf_counter()
+    fold_results = []
+    for fold in folds:
+        echo(f"fold {fold.name}: train {list(fold.train_sites)}, test {list(fold.test_sites)}")
+        fold_results.append(
+            run_fold(load_fold(fold, by_name, cfg.train.target_fs), site_index, cfg, run_federated, out, echo)
+        )
+    table = pd.DataFrame([vars(s) for r in fold_results for s in r["scores"]])
+    overhead = _overhead(fold_results)
     results = {
         "config": cfg.model_dump(mode="json"),
-        "cohort": cohort_table.to_dict(orient="records"),
-        "arms": {
-            POOLED: {
-                "fit": dataclasses.asdict(fit_result),
-                "test": {k: dataclasses.asdict(v) for k, v in tests.items()},
-            }
-        },
-        "seconds": round(time.perf_counter() - t_start, 2),
+        "cohort": summarise(stores).to_dict(orient="records"),
+        "scores": table.to_dict(orient="records"),
+        "timing": {r["fold"]: r["timing"] for r in fold_results},
+        "federation_overhead": overhead,
+        "curves": {r["fold"]: r["curves"] for r in fold_results},
+        "seconds": round(time.perf_counter() - t0, 1),
     }
     write_json(out / "results.json", results)
-    plot_roc(
-        {site: (v["test"].y, scores[site]) for site, v in splits.items()},
-        out / "roc_pooled.png",
-        "Pooled model, test splits",
-    )
-    plot_history([dataclasses.asdict(h) for h in fit_result.history], out / "history_pooled.png", "Pooled training")
+    readable = comparison_table(table)
+    _plot_curves(fold_results, out / "learning_curves.png")
     md = [
-        "# fedami run",
+        "# fedami comparison",
         "",
-        f"Synthetic cohort `{cfg.cohort.key()}` (seed {cfg.cohort.seed}, difficulty {cfg.cohort.difficulty}).",
+        f"Protocol {cfg.protocol.upper()}, strategy {cfg.federated.strategy}, model {cfg.train.model}.",
         "",
-        "## Cohort",
+        "## Hospitals",
         "",
-        markdown_table(cohort_table),
+        markdown_table(summarise(stores)),
         "",
-        f"## Pooled {cfg.train.model}: test AUROC (best epoch {fit_result.best_epoch} by validation AUROC)",
+        "## Test results",
         "",
-        markdown_table(table),
+        markdown_table(readable),
         "",
     ]
+    if overhead:
+        md += [
+            "## Federation overhead",
+            "",
+            f"Federated wall time / pooled wall time at the same passes over the data: {overhead['ratio']:.2f} "
+            f"({overhead['federated_s']:.1f} s / {overhead['pooled_s']:.1f} s).",
+            "",
+        ]
     (out / "results.md").write_text("\n".join(md))
     echo("")
-    echo(f"Pooled {cfg.train.model}, test AUROC by hospital:")
-    echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    echo(readable.to_string(index=False))
+    if overhead:
+        echo(f"federation overhead (wall time federated / pooled, same passes): {overhead['ratio']:.2f}")
     echo(f"results: {out / 'results.json'}  report: {out / 'results.md'}")
     return results
 
 
-def evaluate_sites(per_site: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, TestResult]:
-    """Each site's ``(y, scores)`` evaluated alone, and all of them pooled."""
-    res = {site: evaluate_scores(site, y, s) for site, (y, s) in per_site.items()}
-    ys, ss = zip(*per_site.values(), strict=True)
-    res[POOLED] = evaluate_scores(POOLED, np.concatenate(ys), np.concatenate(ss))
-    return res
+def _overhead(fold_results: Sequence[dict[str, Any]]) -> dict[str, float]:
+    fed = sum(r["timing"].get("federated", 0.0) for r in fold_results)
+    pooled = sum(r["timing"].get("pooled", 0.0) for r in fold_results)
+    return {"federated_s": fed, "pooled_s": pooled, "ratio": fed / pooled} if fed and pooled else {}
 
 
-def default_out_dir(root: Path) -> Path:
-    return root / "runs" / time.strftime("%Y%m%d-%H%M%S")
+def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per arm and test site: AUROC [CI], AUPRC, threshold, Sens, Spec."""
+
+    def auc(r: pd.Series) -> str:
+        if pd.isna(r["auroc"]):
+            return "n/a (one class)"
+        return f"{r['auroc']:.3f} [{r['auroc_lo']:.3f}-{r['auroc_hi']:.3f}]"
+
+    def num(v: Any) -> str:
+        return "n/a" if v is None or pd.isna(v) else f"{v:.3f}"
+
+    return pd.DataFrame(
+        {
+            "fold": table["fold"],
+            "arm": table["arm"],
+            "test site": table["test_site"],
+            "n (AMI)": [f"{n} ({p})" for n, p in zip(table["n"], table["positives"], strict=True)],
+            "AUROC [95% CI]": table.apply(auc, axis=1),
+            "AUPRC": table["auprc"].map(num),
+            "threshold": table["threshold"].map(num),
+            "Sens": table["sensitivity"].map(num),
+            "Spec": table["specificity"].map(num),
+        }
+    )
+
+
+def _plot_curves(fold_results: Sequence[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for r in fold_results:
+        fed = r["curves"].get("federated")
+        if fed:
+            ax.plot(
+                [h["round"] for h in fed],
+                [np.nan if h["val"]["pooled"]["auroc"] is None else h["val"]["pooled"]["auroc"] for h in fed],
+                "o-",
+                label=f"{r['fold']} federated (per round)",
+            )
+        pooled = r["curves"].get("pooled", [])
+        ax.plot(
+            [h["epoch"] for h in pooled],
+            [np.nan if h["val_auroc"] is None else h["val_auroc"] for h in pooled],
+            "s--",
+            label=f"{r['fold']} pooled (per epoch)",
+        )
+    ax.set(xlabel="round / epoch (one pass over the data each)", ylabel="validation AUROC", title="Learning curves")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

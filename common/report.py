@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -69,3 +70,8 @@ def plot_history(history: Sequence[Mapping[str, float | None]], path: Path, titl
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def default_out_dir(root: Path) -> Path:
+    """``root/runs/<timestamp>``: a new folder per run, so nothing is overwritten."""
+    return root / "runs" / time.strftime("%Y%m%d-%H%M%S")

@@ -7,16 +7,45 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(REPO / "sim" / "run.py"), *args], capture_output=True, text=True, timeout=600, cwd="/"
+        [sys.executable, str(REPO / "sim" / "run.py"), *args], capture_output=True, text=True, timeout=900, cwd="/"
     )
 
 
-def test_smoke_run_writes_results(tmp_path: Path) -> None:
+def _check_outputs(out: Path, arms: set[str]) -> dict:  # type: ignore[type-arg]
+    results = json.loads((out / "results.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert results["config"] == config
+    assert [row["site"] for row in results["cohort"]] == ["hospital_a", "hospital_b", "hospital_c"]
+    assert {row["arm"] for row in results["scores"]} == arms
+    for name in ("results.md", "learning_curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    return results
+
+
+def test_centralised_arms_smoke_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+
+    proc = _run("--n-ecgs", "300", "--rounds", "2", "--arms", "pooled,local", "--boot", "50", "--seed", "3",
+                "--data-dir", str(tmp_path / "data"), "--out", str(out))  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "AUROC [95% CI]" in proc.stdout.splitlines()[-2] or "AUROC [95% CI]" in proc.stdout
+    results = _check_outputs(out, {"pooled", "local:hospital_a", "local:hospital_b", "local:hospital_c"})
+    assert len(results["scores"]) == 3 + 3 * 3  # pooled at 3 test sites, each local model at 3 test sites
+    assert (
+        results["config"]["train"]["epochs"] == 8 and len(results["curves"]["gah"]["pooled"]) == 2
+    )  # rounds x local epochs
+
+
+@pytest.mark.slow
+def test_default_command_runs_all_three_arms(tmp_path: Path) -> None:
     out = tmp_path / "run"
 
     proc = _run(
@@ -24,10 +53,10 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
         "3",
         "--n-ecgs",
         "300",
-        "--epochs",
+        "--rounds",
         "2",
-        "--seed",
-        "3",
+        "--boot",
+        "50",
         "--data-dir",
         str(tmp_path / "data"),
         "--out",
@@ -35,24 +64,18 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "test AUROC by hospital" in proc.stdout
-    results = json.loads((out / "results.json").read_text())
-    config = json.loads((out / "config.json").read_text())
-    assert config["cohort"]["n_ecgs"] == 300 and config["train"]["epochs"] == 2
-    assert results["config"] == config
-    assert [row["site"] for row in results["cohort"]] == ["hospital_a", "hospital_b", "hospital_c"]
-    pooled = results["arms"]["pooled"]["test"]["pooled"]
-    assert pooled["n"] == sum(r["n"] for k, r in results["arms"]["pooled"]["test"].items() if k != "pooled")
-    assert 0.0 <= pooled["auroc"] <= 1.0
-    assert len(results["arms"]["pooled"]["fit"]["history"]) == 2
-    for name in ("results.md", "roc_pooled.png", "history_pooled.png", "model_pooled.pt"):
-        assert (out / name).stat().st_size > 0, name
+    results = _check_outputs(out, {"federated", "pooled", "local:hospital_a", "local:hospital_b", "local:hospital_c"})
+    assert results["federation_overhead"]["ratio"] > 0
+    assert [h["round"] for h in results["curves"]["gah"]["federated"]] == [1, 2]
+    assert "federation overhead" in proc.stdout
 
 
 def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:
     unknown = _run("--model", "nope", "--out", str(tmp_path / "a"))
     one_site = _run("--clients", "1", "--out", str(tmp_path / "b"))
+    strategy = _run("--strategy", "fedsgd", "--out", str(tmp_path / "c"))
 
     assert unknown.returncode == 2 and "known models:" in unknown.stderr and "cnn1d" in unknown.stderr
     assert one_site.returncode == 2 and "n_sites" in one_site.stderr
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert strategy.returncode == 2 and "known: fedavg" in strategy.stderr
+    assert not any((tmp_path / d).exists() for d in "abc")
