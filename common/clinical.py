@@ -136,8 +136,16 @@ def _jsonable(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ bootstrap
 
 
+class _JsonResult:
+    """``to_dict()`` for the result dataclasses: JSON-ready, None for undefined values."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = _jsonable(asdict(self))  # type: ignore[call-overload]
+        return out
+
+
 @dataclass(frozen=True)
-class BootstrapCI:
+class BootstrapCI(_JsonResult):
     """A point estimate with a percentile confidence interval from a patient (cluster) bootstrap.
 
     Attributes
@@ -175,10 +183,6 @@ class BootstrapCI:
     n_patients: int
     positives: int
     seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))
-        return out
 
 
 @dataclass(frozen=True)
@@ -427,17 +431,13 @@ def weighted_auprc(y: ArrayLike, scores: ArrayLike, weights: ArrayLike) -> float
 
 
 @dataclass(frozen=True)
-class YoudenPoint:
+class YoudenPoint(_JsonResult):
     """The validation operating point that maximises Youden's J = sensitivity + specificity - 1."""
 
     threshold: float
     youden_j: float
     sensitivity: float
     specificity: float
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))
-        return out
 
 
 def youden_point(y_val: ArrayLike, scores_val: ArrayLike) -> YoudenPoint:
@@ -474,7 +474,7 @@ def youden_threshold(y_val: ArrayLike, scores_val: ArrayLike) -> float:
 
 
 @dataclass(frozen=True)
-class ThresholdMetrics:
+class ThresholdMetrics(_JsonResult):
     """Operating-point metrics with "score >= threshold is positive"; None where a ratio is 0/0.
 
     Attributes
@@ -501,10 +501,6 @@ class ThresholdMetrics:
     npv: float | None
     accuracy: float | None
     weighted_f1: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))
-        return out
 
 
 def threshold_metrics(y: ArrayLike, scores: ArrayLike, threshold: float) -> ThresholdMetrics:
@@ -574,7 +570,7 @@ def sex_code(sex: ArrayLike | Sequence[object]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SubgroupAUROC:
+class SubgroupAUROC(_JsonResult):
     """AUROC with a patient-bootstrap CI in one subgroup; ``auroc`` None with ``reason`` when undefined."""
 
     group: str  # "age" or "sex"
@@ -587,10 +583,6 @@ class SubgroupAUROC:
     upper: float | None
     n_skipped: int
     reason: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))
-        return out
 
 
 def subgroup_aurocs(
@@ -660,7 +652,7 @@ def brier_score(y: ArrayLike, p: ArrayLike) -> float:
 
 
 @dataclass(frozen=True)
-class ReliabilityCurve:
+class ReliabilityCurve(_JsonResult):
     """Equal-width calibration bins on [0, 1].
 
     Attributes
@@ -678,10 +670,6 @@ class ReliabilityCurve:
     count: np.ndarray
     mean_predicted: np.ndarray
     observed: np.ndarray
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))
-        return out
 
 
 def reliability_curve(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> ReliabilityCurve:
@@ -773,7 +761,7 @@ def plot_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path, tit
 
 
 @dataclass(frozen=True)
-class DeLongResult:
+class DeLongResult(_JsonResult):
     """DeLong's test of two correlated AUROCs on the same ECGs (ECGs treated as independent).
 
     Attributes
@@ -803,10 +791,6 @@ class DeLongResult:
     alpha: float
     n: int
     positives: int
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))
-        return out
 
 
 def delong_covariance(y: ArrayLike, score_sets: Sequence[ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
@@ -890,7 +874,7 @@ def delong_test(y: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike, alpha: f
 
 
 @dataclass(frozen=True)
-class PairedBootstrapResult:
+class PairedBootstrapResult(_JsonResult):
     """Difference of one metric between two models on the same ECGs, from a paired patient bootstrap.
 
     Attributes
@@ -918,10 +902,6 @@ class PairedBootstrapResult:
     n_ecgs: int
     n_patients: int
     seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))
-        return out
 
 
 def paired_bootstrap_test(
