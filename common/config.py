@@ -175,6 +175,9 @@ class RunConfig(_Frozen):
     """Everything one ``sim/run.py`` invocation does; saved as ``config.json`` with its results."""
 
     cohort: CohortConfig = CohortConfig()
+    ptbxl: dict[str, str] | None = Field(
+        None, description="real PTB-XL instead of the synthetic cohort: {'root': ..., 'filtered': ...}"
+    )
     train: TrainConfig = TrainConfig()
     federated: FederatedConfig = FederatedConfig()
     protocol: Literal["gah", "loho"] = "gah"

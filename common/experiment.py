@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from common import clinical
-from common.config import RunConfig
+from common.config import RunConfig, TrainConfig
 from common.data import EcgArrays, concat, load_split
 from common.engine import EpochLog, fit, load_checkpoint, predict, seed_everything
 from common.models import create_model
@@ -83,6 +84,32 @@ def score_site(
     )  # fmt: skip
 
 
+ALL_SITES = "all"
+
+
+def score_tests(
+    arm: str,
+    fold: str,
+    tests: Mapping[str, EcgArrays],
+    model: torch.nn.Module,
+    tcfg: TrainConfig,
+    threshold: float | None,
+    cfg: RunConfig,
+) -> list[SiteScore]:
+    """One model at each test site and, where there are several, at all of them pooled."""
+    scores = {site: predict(model, data, tcfg) for site, data in tests.items()}
+    out = [
+        score_site(arm, fold, s, tests[s], scores[s], threshold, n_boot=cfg.n_boot, seed=cfg.train.seed) for s in tests
+    ]
+    if len(tests) > 1:
+        everything = concat(list(tests.values()))
+        pooled = np.concatenate([scores[s] for s in tests])
+        out.append(
+            score_site(arm, fold, ALL_SITES, everything, pooled, threshold, n_boot=cfg.n_boot, seed=cfg.train.seed)
+        )
+    return out
+
+
 def _threshold(val: EcgArrays, scores: np.ndarray) -> float | None:
     if val.n_positive == 0 or val.n_positive == len(val):
         log.warning("validation data has one class only; no Youden threshold")
@@ -122,13 +149,7 @@ def _centralised_arm(
     fit(model, train, val, tcfg, on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
     thr = _threshold(val, predict(model, val, tcfg))
-    scores = [
-        score_site(
-            arm, fd.fold.name, site, data, predict(model, data, tcfg), thr, n_boot=cfg.n_boot, seed=cfg.train.seed
-        )
-        for site, data in fd.test.items()
-    ]
-    return scores, seconds, history
+    return score_tests(arm, fd.fold.name, fd.test, model, tcfg, thr, cfg), seconds, history
 
 
 def _fmt(v: float | None) -> str:
@@ -156,7 +177,7 @@ def run_fold(
             f"  [{fold.name}] federated {f.strategy}: {f.rounds} rounds x {f.local_epochs} local epoch(s) over {where}"
         )
         fed_out = out / fold.name / "federated"
-        rc = federated_run_config(cfg, [site_index[s] for s in fold.train_sites], fed_out)
+        rc = federated_run_config(cfg, [site_index[s] for s in fold.train_sites], len(site_index), fed_out)
         t0 = time.perf_counter()
         res = run_federated(rc, len(fold.train_sites))
         timing["federated"] = time.perf_counter() - t0
@@ -172,19 +193,7 @@ def run_fold(
             else load_checkpoint(fed_out / "last.pt")
         )
         thr = res["test"]["threshold"]  # chosen by the server on the pooled validation histograms
-        for site, data in fd.test.items():
-            scores.append(
-                score_site(
-                    "federated",
-                    fold.name,
-                    site,
-                    data,
-                    predict(model, data, tcfg),
-                    thr,
-                    n_boot=cfg.n_boot,
-                    seed=tcfg.seed,
-                )
-            )
+        scores += score_tests("federated", fold.name, fd.test, model, tcfg, thr, cfg)
         curves["federated_server_test"] = res["test"]
     if "pooled" in cfg.arms:
         echo(f"  [{fold.name}] pooled over {list(fold.train_sites)}, {passes} epochs (same passes over the data)")
@@ -199,16 +208,20 @@ def run_fold(
     return {"fold": fold.name, "scores": scores, "timing": timing, "curves": curves}
 
 
-def federated_run_config(cfg: RunConfig, train_sites: Sequence[int], out: Path) -> dict[str, str | int | float | bool]:
+def federated_run_config(
+    cfg: RunConfig, train_sites: Sequence[int], n_sites: int, out: Path
+) -> dict[str, str | int | float | bool]:
     """The flat run config the ServerApp and ClientApps of one fold read."""
     f = cfg.federated
     rc: dict[str, str | int | float | bool] = {
-        "seed": cfg.cohort.seed, "num-sites": cfg.cohort.n_sites, "n-ecgs": cfg.cohort.n_ecgs,
+        "seed": cfg.cohort.seed, "num-sites": n_sites, "n-ecgs": cfg.cohort.n_ecgs,
         "difficulty": cfg.cohort.difficulty, "data-dir": str(cfg.data_dir), "model": cfg.train.model,
         "lr": cfg.train.lr, "batch-size": cfg.train.batch_size, "num-server-rounds": f.rounds,
         "local-epochs": f.local_epochs, "strategy": f.strategy, "proximal-mu": f.proximal_mu, "server-lr": f.server_lr,
         "train-sites": ",".join(str(s) for s in train_sites), "out-dir": str(out),
     }  # fmt: skip
+    if cfg.ptbxl is not None:
+        rc.update({"data": "ptbxl", "ptbxl-root": cfg.ptbxl["root"], "ptbxl-filtered": cfg.ptbxl.get("filtered", "")})
     if cfg.resume is not None:
         rc["resume"] = str(cfg.resume)
     return rc

@@ -14,6 +14,7 @@ from typing import Final
 
 from common.cohort import default_data_dir
 from common.config import CohortConfig, FederatedConfig, TrainConfig
+from common.datasets import PtbxlDataset
 
 # Message content keys.
 ARRAYS: Final[str] = "arrays"
@@ -62,6 +63,9 @@ class RunSettings:
     """Typed view of a flat run config."""
 
     cohort: CohortConfig
+    """The synthetic cohort (also carries the seed and the number of hospitals for real data)."""
+    data: CohortConfig | PtbxlDataset
+    """Where the hospitals' ECGs come from: the synthetic cohort or ingested PTB-XL."""
     train: TrainConfig
     federated: FederatedConfig
     data_dir: Path
@@ -112,6 +116,10 @@ def settings_from_run_config(rc: Mapping[str, object]) -> RunSettings:
         proximal_mu=float(_get(rc, "proximal-mu", 0.01)),  # type: ignore[arg-type]
         server_lr=float(_get(rc, "server-lr", 0.01)),  # type: ignore[arg-type]
     )
+    data: CohortConfig | PtbxlDataset = cohort
+    if str(_get(rc, "data", "synthetic")) == "ptbxl":
+        filtered = str(_get(rc, "ptbxl-filtered", ""))
+        data = PtbxlDataset(root=Path(str(_get(rc, "ptbxl-root", ""))), filtered=Path(filtered) if filtered else None)
     sites = str(_get(rc, TRAIN_SITES, ""))
     train_sites = tuple(int(s) for s in sites.split(",") if s.strip()) or tuple(range(cohort.n_sites))
     if any(not 0 <= s < cohort.n_sites for s in train_sites) or len(set(train_sites)) != len(train_sites):
@@ -121,6 +129,7 @@ def settings_from_run_config(rc: Mapping[str, object]) -> RunSettings:
     resume = str(_get(rc, RESUME, ""))
     return RunSettings(
         cohort=cohort,
+        data=data,
         train=train,
         federated=federated,
         data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),

@@ -22,6 +22,9 @@ def run_federation(
     history, test results and message audit read back from there.
     """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault(
+        "PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning"
+    )  # Ray workers inherit it
     from flwr.simulation import run_simulation
 
     out = run_config.get("out-dir")

@@ -38,7 +38,8 @@ def test_centralised_arms_smoke_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "AUROC [95% CI]" in proc.stdout.splitlines()[-2] or "AUROC [95% CI]" in proc.stdout
     results = _check_outputs(out, {"pooled", "local:hospital_a", "local:hospital_b", "local:hospital_c"})
-    assert len(results["scores"]) == 3 + 3 * 3  # pooled at 3 test sites, each local model at 3 test sites
+    assert len(results["scores"]) == 4 + 3 * 4  # each model at 3 test sites and at all of them pooled
+    assert {r["test_site"] for r in results["scores"]} == {"hospital_a", "hospital_b", "hospital_c", "all"}
     assert (
         results["config"]["train"]["epochs"] == 8 and len(results["curves"]["gah"]["pooled"]) == 2
     )  # rounds x local epochs
