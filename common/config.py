@@ -175,8 +175,10 @@ class RunConfig(_Frozen):
     """Everything one ``sim/run.py`` invocation does; saved as ``config.json`` with its results."""
 
     cohort: CohortConfig = CohortConfig()
-    ptbxl: dict[str, str] | None = Field(
-        None, description="real PTB-XL instead of the synthetic cohort: {'root': ..., 'filtered': ...}"
+    real_data: dict[str, str] | None = Field(
+        None,
+        description="real data instead of the synthetic cohort: {'kind': 'ptbxl', 'root', 'filtered'} "
+        "or {'kind': 'manifest', 'path'}",
     )
     train: TrainConfig = TrainConfig()
     federated: FederatedConfig = FederatedConfig()

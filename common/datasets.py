@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from common.config import CohortConfig
 from common.data import EcgArrays, concat, load_split
 from common.ingest import IngestConfig, ingest
 from common.preprocess import PreprocessConfig
+from common.readers.manifest import ManifestSource
 from common.readers.ptbxl import PtbxlCombinedSource, PtbxlFilteredSource, PtbxlSource
 from common.store import SiteStore
 
@@ -41,7 +43,32 @@ class PtbxlDataset(BaseModel):
         return ingest(source, cfg, data_dir, workers=workers, progress=True, echo=echo).stores
 
 
-def open_stores(data: CohortConfig | PtbxlDataset, data_dir: Path, *, echo: Any = print) -> list[SiteStore]:
+class ManifestDataset(BaseModel):
+    """A hospital network's own WFDB exports listed in one CSV manifest (one row per ECG, a ``site``
+    column naming the hospital); ingested with the default preprocessing, splits per hospital."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Path
+    min_site_records: int = 0
+
+    def open(self, data_dir: Path, *, workers: int | None = None, echo: Any = print) -> list[SiteStore]:
+        cfg = IngestConfig(min_site_records=self.min_site_records)
+        return ingest(ManifestSource(path=self.path), cfg, data_dir, workers=workers, progress=True, echo=echo).stores
+
+
+RealData = PtbxlDataset | ManifestDataset
+
+
+def real_data(spec: Mapping[str, str]) -> RealData:
+    """The real dataset a flat spec names: ``{kind: ptbxl, root, filtered}`` or ``{kind: manifest, path}``."""
+    if spec.get("kind") == "manifest":
+        return ManifestDataset(path=Path(spec["path"]))
+    filtered = spec.get("filtered", "")
+    return PtbxlDataset(root=Path(spec["root"]), filtered=Path(filtered) if filtered else None)
+
+
+def open_stores(data: CohortConfig | RealData, data_dir: Path, *, echo: Any = print) -> list[SiteStore]:
     if isinstance(data, CohortConfig):
         return ensure_synthetic_cohort(data, data_dir)
     return data.open(data_dir, echo=echo)

@@ -220,8 +220,9 @@ def federated_run_config(
         "local-epochs": f.local_epochs, "strategy": f.strategy, "proximal-mu": f.proximal_mu, "server-lr": f.server_lr,
         "train-sites": ",".join(str(s) for s in train_sites), "out-dir": str(out),
     }  # fmt: skip
-    if cfg.ptbxl is not None:
-        rc.update({"data": "ptbxl", "ptbxl-root": cfg.ptbxl["root"], "ptbxl-filtered": cfg.ptbxl.get("filtered", "")})
+    if cfg.real_data is not None:
+        rc["data"] = cfg.real_data["kind"]
+        rc.update({f"data-{k}": v for k, v in cfg.real_data.items() if k != "kind"})
     if cfg.resume is not None:
         rc["resume"] = str(cfg.resume)
     return rc

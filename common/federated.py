@@ -13,7 +13,7 @@ from common import histograms as H
 from common.cohort import ensure_synthetic_site
 from common.config import CohortConfig, TrainConfig
 from common.data import EcgArrays, load_split
-from common.datasets import PtbxlDataset
+from common.datasets import RealData
 from common.engine import predict, seed_everything, train_epochs
 from common.models import create_model
 
@@ -42,9 +42,7 @@ def round_seed(seed: int, site: int, server_round: int) -> int:
 
 
 @lru_cache(maxsize=8)
-def site_split(
-    data: CohortConfig | PtbxlDataset, site_index: int, data_dir: Path, split: str, target_fs: int
-) -> EcgArrays:
+def site_split(data: CohortConfig | RealData, site_index: int, data_dir: Path, split: str, target_fs: int) -> EcgArrays:
     """One split of one hospital's data, cached in memory across rounds of the same process.
 
     A synthetic hospital generates only its own data; real data must have been ingested already

@@ -14,7 +14,7 @@ from typing import Final
 
 from common.cohort import default_data_dir
 from common.config import CohortConfig, FederatedConfig, TrainConfig
-from common.datasets import PtbxlDataset
+from common.datasets import RealData, real_data
 
 # Message content keys.
 ARRAYS: Final[str] = "arrays"
@@ -64,7 +64,7 @@ class RunSettings:
 
     cohort: CohortConfig
     """The synthetic cohort (also carries the seed and the number of hospitals for real data)."""
-    data: CohortConfig | PtbxlDataset
+    data: CohortConfig | RealData
     """Where the hospitals' ECGs come from: the synthetic cohort or ingested PTB-XL."""
     train: TrainConfig
     federated: FederatedConfig
@@ -116,10 +116,11 @@ def settings_from_run_config(rc: Mapping[str, object]) -> RunSettings:
         proximal_mu=float(_get(rc, "proximal-mu", 0.01)),  # type: ignore[arg-type]
         server_lr=float(_get(rc, "server-lr", 0.01)),  # type: ignore[arg-type]
     )
-    data: CohortConfig | PtbxlDataset = cohort
-    if str(_get(rc, "data", "synthetic")) == "ptbxl":
-        filtered = str(_get(rc, "ptbxl-filtered", ""))
-        data = PtbxlDataset(root=Path(str(_get(rc, "ptbxl-root", ""))), filtered=Path(filtered) if filtered else None)
+    data: CohortConfig | RealData = cohort
+    kind = str(_get(rc, "data", "synthetic"))
+    if kind != "synthetic":
+        keys = ("root", "filtered", "path")
+        data = real_data({"kind": kind, **{k: str(_get(rc, f"data-{k}", "")) for k in keys}})
     sites = str(_get(rc, TRAIN_SITES, ""))
     train_sites = tuple(int(s) for s in sites.split(",") if s.strip()) or tuple(range(cohort.n_sites))
     if any(not 0 <= s < cohort.n_sites for s in train_sites) or len(set(train_sites)) != len(train_sites):

@@ -67,7 +67,7 @@ def export_wfdb(store: SiteStore, out_dir: Path, *, records: np.ndarray | None =
     Layout and columns follow PTB-XL: ``records{fs}/NNN00/NNNNN_{lr|hr}``, ``ecg_id``,
     ``patient_id``, ``age``, ``sex`` (0 male, 1 female), ``site``, ``device``, ``scp_codes``,
     ``infarction_stadium1``, ``strat_fold`` (train 1-8, val 9, test 10), ``filename_lr`` /
-    ``filename_hr``; plus ``record_id``, ``label`` and ``fs`` for traceability.
+    ``filename_hr``; plus ``filename`` (any rate), ``record_id``, ``label`` and ``fs``.
     """
     out_dir = Path(out_dir)
     meta = store.metadata
@@ -107,6 +107,7 @@ def export_wfdb(store: SiteStore, out_dir: Path, *, records: np.ndarray | None =
                 "scp_codes": repr(codes),
                 "infarction_stadium1": stadium,
                 "strat_fold": _FOLD.get(row["split"], 1 + (ecg_id % 8)),
+                "filename": rel,
                 "filename_lr": rel if fs == 100 else "",
                 "filename_hr": rel if fs == 500 else "",
                 "record_id": row["record_id"],

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx mu")
     p.add_argument("--arms", default="federated,pooled,local", help="comma-separated subset of federated,pooled,local")
-    p.add_argument("--data", choices=("synthetic", "ptbxl"), default="synthetic")
+    p.add_argument("--data", choices=("synthetic", "ptbxl", "manifest"), default="synthetic")
+    p.add_argument("--manifest", type=Path, default=None, help="with --data manifest: the CSV manifest of WFDB records")
     p.add_argument("--ptbxl-root", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "ptbxl")
     p.add_argument("--ptbxl-filtered", type=Path, default=None, help="also the shared filtered PTB-XL array")
     p.add_argument("--n-ecgs", type=int, default=4000, help="ECGs in the synthetic cohort, all hospitals")
@@ -52,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def real_data_spec(args: argparse.Namespace) -> dict[str, str] | None:
+    """The flat real-data spec of the run config, or None for the synthetic cohort."""
+    if args.data == "ptbxl":
+        filtered = str(args.ptbxl_filtered.resolve()) if args.ptbxl_filtered else ""
+        return {"kind": "ptbxl", "root": str(args.ptbxl_root.resolve()), "filtered": filtered}
+    if args.data == "manifest":
+        if args.manifest is None:
+            raise SystemExit("error: --data manifest needs --manifest CSV")
+        return {"kind": "manifest", "path": str(args.manifest.resolve())}
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -61,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from common.cohort import default_data_dir, ensure_synthetic_cohort
     from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
-    from common.datasets import PtbxlDataset
+    from common.datasets import real_data
     from common.experiment import run_comparison
     from common.models import UnknownModelError, create_model
     from common.report import default_out_dir
@@ -78,12 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = RunConfig(
             cohort=CohortConfig(seed=args.seed, n_sites=args.clients, n_ecgs=args.n_ecgs, difficulty=args.difficulty),
-            ptbxl=None
-            if args.data == "synthetic"
-            else {
-                "root": str(args.ptbxl_root.resolve()),
-                "filtered": str(args.ptbxl_filtered.resolve()) if args.ptbxl_filtered else "",
-            },
+            real_data=real_data_spec(args),
             train=TrainConfig(
                 model=args.model, batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_threads=args.threads
             ),
@@ -100,14 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError) as err:
         print(f"error: invalid settings:\n{err}", file=sys.stderr)
         return 2
-    if cfg.ptbxl is None:
+    if cfg.real_data is None:
         print(f"cohort: {cfg.cohort.n_sites} synthetic hospitals, {cfg.cohort.n_ecgs} ECGs, key {cfg.cohort.key()}")
         stores = ensure_synthetic_cohort(cfg.cohort, cfg.data_dir)
     else:
-        filtered = cfg.ptbxl.get("filtered")
-        dataset = PtbxlDataset(root=Path(cfg.ptbxl["root"]), filtered=Path(filtered) if filtered else None)
-        stores = dataset.open(cfg.data_dir)
-        print(f"PTB-XL: {len(stores)} hospitals by recording site ({', '.join(s.site for s in stores)})")
+        stores = real_data(cfg.real_data).open(cfg.data_dir)
+        print(f"{cfg.real_data['kind']}: {len(stores)} hospitals ({', '.join(s.site for s in stores)})")
     runner = None
     if "federated" in cfg.arms:
         from sim.simulation import run_federation

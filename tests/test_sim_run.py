@@ -80,3 +80,37 @@ def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:
     assert one_site.returncode == 2 and "n_sites" in one_site.stderr
     assert strategy.returncode == 2 and "known: fedavg" in strategy.stderr
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_a_manifest_of_hospital_exports_runs_the_comparison(tiny_cohort: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    import pandas as pd
+
+    from common.wfdb_export import export_wfdb
+
+    rows = []
+    for store in tiny_cohort:
+        db = pd.read_csv(export_wfdb(store, tmp_path / "export" / store.site))
+        meta = store.metadata
+        records = [f"{store.site}/{r}" for r in db["filename"]]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "record": records,
+                    "patient_id": meta["patient_id"],
+                    "site": store.site,
+                    "age": meta["age"],
+                    "sex": meta["sex"],
+                    "label": meta["label"],
+                }  # fmt: skip
+            )
+        )
+    pd.concat(rows).to_csv(tmp_path / "export" / "manifest.csv", index=False)
+    out = tmp_path / "run"
+
+    proc = _run("--data", "manifest", "--manifest", str(tmp_path / "export" / "manifest.csv"), "--arms", "pooled",
+                "--rounds", "1", "--boot", "20", "--data-dir", str(tmp_path / "data"), "--out", str(out))  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert {r["test_site"] for r in results["scores"]} == {"hospital_a", "hospital_b", "hospital_c", "all"}
+    assert results["config"]["real_data"]["kind"] == "manifest"
