@@ -101,7 +101,7 @@ def test_a_manifest_of_hospital_exports_runs_the_comparison(tiny_cohort: list, t
                     "age": meta["age"],
                     "sex": meta["sex"],
                     "label": meta["label"],
-                }  # fmt: skip
+                }
             )
         )
     pd.concat(rows).to_csv(tmp_path / "export" / "manifest.csv", index=False)
