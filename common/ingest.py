@@ -64,12 +64,26 @@ class IngestResult:
 
 
 def _fingerprint(index: pd.DataFrame) -> str:
-    """Names, sizes and modification times of every file the index points at."""
+    """Names, sizes and modification times of every file the index points at.
+
+    Each folder is listed once (a record ``path`` is a file, or a WFDB record name whose files are
+    ``name.<extension>``), so this stays linear in the number of records.
+    """
+    wanted: dict[Path, set[str]] = {}
+    for p in set(index["path"].astype(str).str.partition("#")[0]):
+        wanted.setdefault(Path(p).parent, set()).add(Path(p).name)
     h = hashlib.sha256()
-    for p in sorted(set(index["path"].astype(str).str.partition("#")[0])):
-        for f in sorted(Path(p).parent.glob(Path(p).name + "*")) if not Path(p).is_file() else [Path(p)]:
-            st = f.stat()
-            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for folder in sorted(wanted):
+        names = wanted[folder]
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except FileNotFoundError:
+            h.update(f"{folder}|missing\n".encode())
+            continue
+        for e in entries:
+            if e.is_file() and (e.name in names or e.name.rsplit(".", 1)[0] in names):
+                st = e.stat()
+                h.update(f"{folder / e.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 

@@ -159,3 +159,19 @@ def test_check_positives_names_site_and_split(tiny_cohort: list[SiteStore]) -> N
 
     with pytest.raises(StoreError, match=r"'hospital_a' has no AMI positives in its test split"):
         check_positives([no_pos], ["test"])
+
+
+def test_cache_key_follows_the_files(tmp_path: Path) -> None:
+    from common.ingest import _fingerprint
+
+    _write(tmp_path, "a", ecg(1))
+    _write(tmp_path, "a1", ecg(2))  # a neighbour whose name starts the same must not count for "a"
+    index = pd.DataFrame({"path": [str(tmp_path / "a")]})
+    before = _fingerprint(index)
+
+    (tmp_path / "a1.dat").write_bytes(b"changed")
+    same = _fingerprint(index)
+    (tmp_path / "a.dat").write_bytes((tmp_path / "a.dat").read_bytes()[:-2])
+    after = _fingerprint(index)
+
+    assert before == same != after
