@@ -36,7 +36,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         site = s.site_of(context.node_config)
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
         server_round = int(P.number(config, P.SERVER_ROUND)) + int(P.number(config, P.ROUND_OFFSET, 0))
-        data = site_split(s.data, site, s.data_dir, "train", s.train.target_fs)
+        data = site_split(s.data, site, s.data_dir_of(context.node_config), "train", s.train.target_fs)
         res = local_train(
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
             data,
@@ -59,7 +59,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
         split = str(config.get(P.EVAL_SPLIT, "val"))
         threshold = P.number(config, P.THRESHOLD) if P.THRESHOLD in config else None
-        data = site_split(s.data, site, s.data_dir, split, s.train.target_fs)
+        data = site_split(s.data, site, s.data_dir_of(context.node_config), split, s.train.target_fs)
         res = local_evaluate(
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
             data,

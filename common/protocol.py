@@ -36,9 +36,11 @@ ROUND_OFFSET: Final[str] = "round-offset"
 PROXIMAL_MU: Final[str] = "proximal-mu"
 EVAL_SPLIT: Final[str] = "split"
 THRESHOLD: Final[str] = "threshold"
-# Node config keys (simulation).
+# Node config keys: a partition in simulation; a hospital name (or index) and its data folder in deployment.
 PARTITION_ID: Final[str] = "partition-id"
 NUM_PARTITIONS: Final[str] = "num-partitions"
+NODE_SITE: Final[str] = "site"
+NODE_DATA_DIR: Final[str] = "data-dir"
 # Run config keys.
 NUM_SITES: Final[str] = "num-sites"
 NUM_SERVER_ROUNDS: Final[str] = "num-server-rounds"
@@ -73,10 +75,38 @@ class RunSettings:
     out_dir: Path | None
     resume: Path | None
 
+    def site_names(self, data_dir: Path | None = None) -> list[str]:
+        """Hospital names in index order (opening real data is a cache hit after the first ingest)."""
+        if isinstance(self.data, CohortConfig):
+            return [s.name for s in self.data.site_specs()]
+        return [s.site for s in self.data.open(data_dir or self.data_dir, workers=1, echo=lambda *_: None)]
+
+    def data_dir_of(self, node_config: Mapping[str, object]) -> Path:
+        """A deployed node's own data folder (``--node-config "data-dir=..."``), else the run's."""
+        value = node_config.get(NODE_DATA_DIR)
+        return Path(str(value)).expanduser() if value else self.data_dir
+
     def site_of(self, node_config: Mapping[str, object]) -> int:
-        """The hospital a node holds: the ``partition-id``-th training hospital."""
+        """The hospital a node holds.
+
+        In deployment a supernode names its hospital (``site``: name or index); in simulation the
+        ``partition-id``-th training hospital is used.
+        """
+        if NODE_SITE in node_config:
+            value = str(node_config[NODE_SITE])
+            names = self.site_names(self.data_dir_of(node_config))
+            idx = int(value) if value.isdigit() else names.index(value) if value in names else -1
+            if idx not in self.train_sites:
+                raise ValueError(
+                    f"node hospital {value!r} is not a training hospital of this run "
+                    f"({[names[i] for i in self.train_sites]})"
+                )
+            return idx
         if PARTITION_ID not in node_config:
-            raise KeyError(f"node config has no {PARTITION_ID!r}; got keys {sorted(node_config)}")
+            raise KeyError(
+                f"node config has neither {NODE_SITE!r} (deployment) nor {PARTITION_ID!r} (simulation); "
+                f"got keys {sorted(node_config)}"
+            )
         idx = int(node_config[PARTITION_ID])  # type: ignore[call-overload]
         n = len(self.train_sites)
         n_parts = int(node_config.get(NUM_PARTITIONS, n))  # type: ignore[call-overload]

@@ -117,3 +117,29 @@ def test_round_seed_depends_on_seed_site_and_round_only() -> None:
 
     assert len(seeds) == 9
     assert round_seed(0, 1, 2) == round_seed(0, 1, 2) != round_seed(1, 1, 2)
+
+
+def test_a_deployed_node_names_its_hospital_and_data_folder(tiny_cohort: list[SiteStore], tiny_data_dir: Path) -> None:
+    ctx = Context(
+        run_id=1,
+        node_id=7,
+        node_config={P.NODE_SITE: "hospital_b", P.NODE_DATA_DIR: str(tiny_data_dir)},
+        state=RecordDict(),
+        run_config={"seed": TINY.seed, P.NUM_SITES: TINY.n_sites, "n-ecgs": TINY.n_ecgs, "data-dir": "/nonexistent"},
+    )
+
+    reply = make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
+
+    metrics = dict(reply.content.metric_records[P.METRICS])
+    assert metrics[P.SITE_INDEX] == 1
+    assert metrics[P.NUM_EXAMPLES] == int((tiny_cohort[1].metadata["split"] == "train").sum())
+
+
+def test_a_deployed_node_outside_the_training_hospitals_is_refused() -> None:
+    s = P.settings_from_run_config({P.TRAIN_SITES: "0,2"})
+
+    assert s.site_of({P.NODE_SITE: "hospital_c"}) == 2 and s.site_of({P.NODE_SITE: "0"}) == 0
+    with pytest.raises(ValueError, match="'hospital_b' is not a training hospital"):
+        s.site_of({P.NODE_SITE: "hospital_b"})
+    with pytest.raises(ValueError, match="not a training hospital"):
+        s.site_of({P.NODE_SITE: "hospital_z"})

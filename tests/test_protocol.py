@@ -35,7 +35,7 @@ def test_nodes_must_match_the_training_hospitals() -> None:
     with pytest.raises(ValueError, match="start exactly 3 supernodes"):
         s.site_of({P.PARTITION_ID: 1, P.NUM_PARTITIONS: 2})
     with pytest.raises(KeyError, match="partition-id"):
-        s.site_of({"site": "a"})
+        s.site_of({"region": "north"})
     with pytest.raises(ValueError, match="distinct hospital indices"):
         P.settings_from_run_config({P.TRAIN_SITES: "0,3"})
 
