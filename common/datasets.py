@@ -14,7 +14,7 @@ from common.data import EcgArrays, concat, load_split
 from common.ingest import IngestConfig, ingest
 from common.preprocess import PreprocessConfig
 from common.readers.manifest import ManifestSource
-from common.readers.ptbxl import PtbxlCombinedSource, PtbxlFilteredSource, PtbxlSource
+from common.readers.ptbxl import Label, ptbxl_source
 from common.store import SiteStore
 
 
@@ -27,18 +27,12 @@ class PtbxlDataset(BaseModel):
 
     root: Path
     filtered: Path | None = None
-    label: str = "mi"
+    label: Label = "mi"
     likelihood: float = 50.0
     min_site_records: int = 100
 
     def open(self, data_dir: Path, *, workers: int | None = None, echo: Any = print) -> list[SiteStore]:
-        opts: dict[str, Any] = {"label": self.label, "likelihood": self.likelihood}
-        raw = PtbxlSource(root=self.root, **opts)
-        source: Any = raw
-        if self.filtered is not None:
-            source = PtbxlCombinedSource(
-                raw=raw, filtered=PtbxlFilteredSource(root=self.filtered, ptbxl_root=self.root, **opts)
-            )
+        source = ptbxl_source(self.root, self.filtered, label=self.label, likelihood=self.likelihood)
         cfg = IngestConfig(preprocess=PreprocessConfig(normalise="per_record"), min_site_records=self.min_site_records)
         return ingest(source, cfg, data_dir, workers=workers, progress=True, echo=echo).stores
 

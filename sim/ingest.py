@@ -51,14 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_source(args: argparse.Namespace) -> Any:
     if args.kind == "ptbxl":
-        from common.readers.ptbxl import PtbxlCombinedSource, PtbxlFilteredSource, PtbxlSource
+        from common.readers.ptbxl import ptbxl_source
 
-        opts = {"label": args.label, "likelihood": args.likelihood, "hospital_column": args.hospital}
-        raw = PtbxlSource(root=args.root.resolve(), rate=args.rate, **opts)
-        if args.filtered is None:
-            return raw
-        filtered = PtbxlFilteredSource(root=args.filtered.resolve(), ptbxl_root=args.root.resolve(), **opts)
-        return PtbxlCombinedSource(raw=raw, filtered=filtered)
+        filtered = args.filtered.resolve() if args.filtered else None
+        return ptbxl_source(
+            args.root.resolve(),
+            filtered,
+            rate=args.rate,
+            label=args.label,
+            likelihood=args.likelihood,
+            hospital_column=args.hospital,
+        )
     if args.kind == "challenge":
         from common.readers.challenge import ChallengeSource
 

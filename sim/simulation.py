@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -43,8 +42,6 @@ def run_federation(
             backend_config=backend,  # type: ignore[arg-type]
             verbose_logging=verbose,
         )
-    if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
     if not (Path(str(out)) / "test.json").is_file():
         raise RuntimeError(f"the federated run wrote no results to {out}; see the Flower log above")
     return read_outputs(Path(str(out)))

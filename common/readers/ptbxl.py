@@ -187,3 +187,20 @@ class PtbxlCombinedSource(BaseModel):
 
     def load(self, row: Mapping[str, Any]) -> RawEcg:
         return self.filtered.load(row) if row["reader"] == "ptbxl_filtered" else self.raw.load(row)
+
+
+def ptbxl_source(
+    root: Path,
+    filtered: Path | None = None,
+    *,
+    rate: Literal[100, 500] = 100,
+    label: Label = "mi",
+    likelihood: float = 50.0,
+    hospital_column: Literal["site", "device"] = "site",
+) -> PtbxlSource | PtbxlCombinedSource:
+    """Raw PTB-XL, or raw plus the shared filtered array when ``filtered`` is given."""
+    opts: dict[str, Any] = {"label": label, "likelihood": likelihood, "hospital_column": hospital_column}
+    raw = PtbxlSource(root=root, rate=rate, **opts)
+    if filtered is None:
+        return raw
+    return PtbxlCombinedSource(raw=raw, filtered=PtbxlFilteredSource(root=filtered, ptbxl_root=root, **opts))
