@@ -47,6 +47,11 @@ class RecordingGrid:
         return getattr(self._grid, name)
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """Replies in hospital order, not arrival order.
+
+        Aggregation sums floating-point weights in reply order, so arrival order (which depends on
+        which process finished first) would otherwise change the global model in its last bits.
+        """
         messages = list(messages)
         self.sent.extend((m.metadata.message_type, m.metadata.dst_node_id) for m in messages)
         replies = list(self._grid.send_and_receive(messages, timeout=timeout))
@@ -55,7 +60,11 @@ class RecordingGrid:
                 self.node_site[r.metadata.src_node_id] = int(
                     P.number(r.content.metric_records[P.METRICS], P.SITE_INDEX)
                 )
-        return replies
+        return sorted(replies, key=self._order)
+
+    def _order(self, reply: Message) -> tuple[int, int]:
+        node = reply.metadata.src_node_id
+        return self.node_site.get(node, -1), node
 
 
 def final_test_round(
