@@ -104,9 +104,11 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        t0 = time.perf_counter()
         s = settings_from_run_config({**context.run_config, **(overrides or {})})
         n = len(s.train_sites)
         nodes = wait_for_hospitals(grid, n)
+        timing = {"wait_for_hospitals_s": time.perf_counter() - t0}
         seed_everything(s.train.seed)
         model = create_model(s.train.model)
         out = s.out_dir
@@ -127,6 +129,8 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
             train_metrics_aggr_fn=tracker.aggregate_train,
             evaluate_metrics_aggr_fn=tracker.aggregate_evaluate,
         )
+        tracker.start_timing()
+        t_rounds = time.perf_counter()
         result = strategy.start(
             grid=recording,  # type: ignore[arg-type]
             initial_arrays=ArrayRecord(model.state_dict()),
@@ -141,7 +145,11 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
             else result.arrays
         )
         threshold = H.youden_threshold(tracker.best_val_histogram) if tracker.best_val_histogram is not None else None
+        t_test = time.perf_counter()
+        timing["rounds_s"] = t_test - t_rounds
         test = final_test_round(recording, nodes[:n], best, threshold)
+        timing["test_round_s"] = time.perf_counter() - t_test
+        timing["server_app_s"] = time.perf_counter() - t0
         if out is not None:
             audit = {
                 "sent": recording.sent,
@@ -151,6 +159,7 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
             }
             (out / "messages.json").write_text(json.dumps(audit, indent=2) + "\n")
             (out / "test.json").write_text(json.dumps(test, indent=2) + "\n")
+            (out / "timing.json").write_text(json.dumps({k: round(v, 3) for k, v in timing.items()}, indent=2) + "\n")
 
     return app
 
@@ -160,4 +169,4 @@ app = make_server_app()
 
 def read_outputs(out: Path) -> dict[str, Any]:
     """What a finished federated run left in its output folder."""
-    return {name: json.loads((out / f"{name}.json").read_text()) for name in ("history", "test", "messages")}
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in ("history", "test", "messages", "timing")}

@@ -10,6 +10,7 @@ and ``best.pt``/``best.json`` when the round beats the best validation AUROC so 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,17 @@ class RoundTracker:
     best_val_histogram: H.ScoreHistogram | None = None
     _round: dict[str, Any] = field(default_factory=dict)
     _val: H.ScoreHistogram | None = None
+    _mark: float = field(default_factory=time.perf_counter)
+
+    def _lap(self) -> float:
+        """Seconds since the previous hook (or since the tracker was made); wall time per phase."""
+        now = time.perf_counter()
+        seconds, self._mark = now - self._mark, now
+        return round(seconds, 3)
+
+    def start_timing(self) -> None:
+        """Call when the strategy starts, so round 1's training time excludes start-up."""
+        self._mark = time.perf_counter()
 
     @classmethod
     def resume(cls, out_dir: Path | None, checkpoint_dir: Path) -> tuple[RoundTracker, dict[str, Any]]:
@@ -87,6 +99,7 @@ class RoundTracker:
             "train_loss": loss,
             "train_examples": int(n.sum()),
             "trained_sites": sorted(int(P.number(m, P.SITE_INDEX)) for m in ms),
+            "train_s": self._lap(),
         }
         return MetricRecord({P.TRAIN_LOSS: loss, P.NUM_EXAMPLES: int(n.sum())})
 
@@ -95,6 +108,7 @@ class RoundTracker:
         summary = histogram_summary(hists)
         self._val = sum(hists.values(), H.empty())
         self._round["val"] = summary
+        self._round["evaluate_s"] = self._lap()
         auc = summary["pooled"]["auroc"]
         return MetricRecord({"val-auroc": float("nan") if auc is None else auc, weight_key: summary["pooled"]["n"]})
 
@@ -117,4 +131,5 @@ class RoundTracker:
                 save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})
                 np.savez(self.out_dir / "best_val_histogram.npz", pos=self._val.pos, neg=self._val.neg)
         self._round, self._val = {}, None
+        self._lap()  # checkpoint writing is counted in neither phase
         return None

@@ -33,6 +33,8 @@ def test_loho_never_trains_on_the_held_out_hospital(tmp_path: Path) -> None:
     assert all(h["trained_sites"] == [0, 2] for h in res["history"])
     assert set(res["test"]["sites"]) == {"0", "2"} and res["test"]["threshold"] is not None
     assert res["test"]["pooled"]["n"] == sum(s["n"] for s in res["test"]["sites"].values())
+    timing = res["timing"]
+    assert timing["server_app_s"] >= timing["rounds_s"] >= sum(h["train_s"] + h["evaluate_s"] for h in res["history"])
 
 
 def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""Federation overhead: federated wall time / pooled wall time at the same passes over the data.
+
+Usage: python benchmarks/bench_federation.py [--clients 3] [--rounds 5] [--local-epochs 1]
+       [--n-ecgs N] [--model conv_bilstm_attn] [--out DIR]
+
+Runs, in one process and on the same synthetic GAH fold, the federated arm (Flower simulation,
+Ray backend, one CPU per hospital) for R rounds of E local epochs and the pooled arm for R x E
+epochs, so both make the same number of passes over the training data (both evaluate on the
+validation split once per pass or round; the pooled time includes loading its data, as a client's
+first round does). Prints both wall times, their ratio, and where the federated time went: Ray's
+start and stop, the first round (client processes start, import torch and load their hospital's
+data), the later rounds, and the final test round; and the per-round ratio after round 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--n-ecgs", type=int, default=None, help="cohort size (default: the demo's)")
+    p.add_argument("--model", default="conv_bilstm_attn")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    sys.path.insert(0, str(REPO_ROOT))
+
+    from common.cohort import default_data_dir, ensure_synthetic_cohort
+    from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
+    from common.experiment import run_comparison
+    from sim.simulation import run_federation
+
+    cohort = CohortConfig(seed=args.seed, n_sites=args.clients)
+    if args.n_ecgs is not None:
+        cohort = cohort.model_copy(update={"n_ecgs": args.n_ecgs})
+    with tempfile.TemporaryDirectory() as tmp:
+        out = (args.out or Path(tmp)).resolve()
+        cfg = RunConfig(
+            cohort=cohort,
+            train=TrainConfig(model=args.model, seed=args.seed),
+            federated=FederatedConfig(rounds=args.rounds, local_epochs=args.local_epochs),
+            arms=("federated", "pooled"),
+            n_boot=10,  # scoring is outside both timings; keep it short
+            data_dir=(args.data_dir or default_data_dir()).resolve(),
+            out_dir=out,
+        )
+        stores = ensure_synthetic_cohort(cfg.cohort, cfg.data_dir)
+        res = run_comparison(cfg, stores, run_federation, echo=lambda _: None)
+        timing = res["timing"]["gah"]
+        fed_dir = out / "gah" / "federated"
+        server = json.loads((fed_dir / "timing.json").read_text())
+        history = json.loads((fed_dir / "history.json").read_text())
+
+    n_train = history[0]["train_examples"]
+    fed, pooled, passes = timing["federated"], timing["pooled"], args.rounds * args.local_epochs
+    rounds = [h["train_s"] + h["evaluate_s"] for h in history]
+    later = rounds[1:]
+    print(
+        f"{args.clients} hospitals, {n_train} training ECGs, {args.model}: federated {args.rounds} rounds x "
+        f"{args.local_epochs} local epoch(s) vs pooled {passes} epochs"
+    )
+    print(f"  pooled (load data, train, validate each epoch)   {pooled:8.1f} s  ({pooled / passes:.1f} s per epoch)")
+    print(f"  federated                                        {fed:8.1f} s")
+    parts = [
+        ("Ray start and stop, outside the ServerApp", fed - server["server_app_s"]),
+        ("hospitals connecting", server["wait_for_hospitals_s"]),
+        ("round 1 (clients start, load data, train, validate)", rounds[0]),
+        (f"rounds 2-{len(rounds)}" if later else "later rounds", sum(later)),
+        ("final test round", server["test_round_s"]),
+    ]
+    for name, seconds in parts:
+        print(f"    {name:<52} {seconds:8.1f} s")
+    print(f"  overhead: federated / pooled wall time           {fed / pooled:8.2f}")
+    if later:
+        per_round = sum(later) / len(later)
+        pooled_per_round = pooled / args.rounds
+        print(
+            f"  after round 1: {per_round:.1f} s per round vs {pooled_per_round:.1f} s pooled per "
+            f"{args.local_epochs} epoch(s): {per_round / pooled_per_round:.2f}"
+        )
+        fixed = fed - per_round * args.rounds
+        print(f"  fixed federated cost (Ray, client start-up, test round): {fixed:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
