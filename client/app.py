@@ -35,7 +35,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         s = settings(context)
         site = s.site_of(context.node_config)
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
-        server_round = int(P.number(config, P.SERVER_ROUND)) + int(P.number(config, P.ROUND_OFFSET, 0))
+        server_round = int(P.number(config, P.SERVER_ROUND))  # global: a resumed run's strategy counts on
         data = site_split(s.data, site, s.data_dir_of(context.node_config), "train", s.train.target_fs)
         res = local_train(
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(),

@@ -165,7 +165,9 @@ class FederatedConfig(_Frozen):
     rounds: int = Field(5, ge=1)
     local_epochs: int = Field(1, ge=1)
     proximal_mu: float = Field(0.01, ge=0, description="FedProx: the client adds mu/2 * ||w - w_global||^2")
-    server_lr: float = Field(0.01, gt=0, description="FedAdam/FedYogi eta, FedAvgM server learning rate")
+    server_lr: float | None = Field(
+        None, gt=0, description="FedAdam/FedYogi eta (default 0.01), FedAvgM server learning rate (default 1.0)"
+    )
     server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM")
     trim_beta: float = Field(0.2, ge=0, lt=0.5, description="FedTrimmedAvg: fraction cut at each end")
     krum_malicious: int = Field(0, ge=0, description="Krum: nodes assumed malicious")

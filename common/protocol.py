@@ -32,7 +32,6 @@ TN: Final[str] = "tn"
 FN: Final[str] = "fn"
 # Config keys the server sends.
 SERVER_ROUND: Final[str] = "server-round"
-ROUND_OFFSET: Final[str] = "round-offset"
 PROXIMAL_MU: Final[str] = "proximal-mu"
 EVAL_SPLIT: Final[str] = "split"
 THRESHOLD: Final[str] = "threshold"
@@ -144,7 +143,7 @@ def settings_from_run_config(rc: Mapping[str, object]) -> RunSettings:
         rounds=int(_get(rc, NUM_SERVER_ROUNDS, 5)),  # type: ignore[call-overload]
         local_epochs=int(_get(rc, LOCAL_EPOCHS, 1)),  # type: ignore[call-overload]
         proximal_mu=float(_get(rc, "proximal-mu", 0.01)),  # type: ignore[arg-type]
-        server_lr=float(_get(rc, "server-lr", 0.01)),  # type: ignore[arg-type]
+        server_lr=float(_get(rc, "server-lr", 0.0)) or None,  # type: ignore[arg-type]  # 0: the strategy's default
     )
     data: CohortConfig | RealData = cohort
     kind = str(_get(rc, "data", "synthetic"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from common.engine import load_checkpoint, seed_everything
 from common.models import create_model
 from common.protocol import settings_from_run_config
 from server.checkpoints import RoundTracker, histogram_summary, histograms_by_site
-from server.strategies import create_strategy
+from server.strategies import create_strategy, load_server_state, server_state
 
 
 def wait_for_hospitals(grid: Grid, n_sites: int, timeout_s: float = P.NODE_WAIT_S) -> list[int]:
@@ -114,9 +115,13 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
         out = s.out_dir
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
+        server: dict[str, Any] = {}
+        weights = model.state_dict()
         if s.resume is not None:
-            tracker, state = RoundTracker.resume(out, s.resume)
-            model.load_state_dict(state)
+            tracker, weights, server = RoundTracker.resume(out, s.resume)
+            # A clear error if the checkpoint is another model's; the saved arrays go on unchanged
+            # (FedAdam/FedYogi keep float64 weights, which the float32 model would round).
+            model.load_state_dict(weights)
         else:
             tracker = RoundTracker(out)
         remaining = s.federated.rounds - tracker.offset
@@ -126,15 +131,18 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
         strategy = create_strategy(
             s.federated,
             n,
+            round_offset=tracker.offset,
             train_metrics_aggr_fn=tracker.aggregate_train,
             evaluate_metrics_aggr_fn=tracker.aggregate_evaluate,
         )
+        load_server_state(strategy, server)
+        tracker.server_state = partial(server_state, strategy)
         tracker.start_timing()
         t_rounds = time.perf_counter()
         result = strategy.start(
             grid=recording,  # type: ignore[arg-type]
-            initial_arrays=ArrayRecord(model.state_dict()),
-            train_config=ConfigRecord({P.ROUND_OFFSET: tracker.offset}),
+            initial_arrays=ArrayRecord(weights),
+            train_config=ConfigRecord(),
             evaluate_config=ConfigRecord({P.EVAL_SPLIT: "val"}),
             num_rounds=remaining,
             evaluate_fn=tracker.end_round,

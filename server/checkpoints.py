@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
+import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from common import histograms as H
 from common import protocol as P
 from common.engine import load_checkpoint, save_checkpoint
+
+SERVER_STATE: Final[str] = "server_state.pt"
 
 
 def _metrics(reply: RecordDict) -> MetricRecord:
@@ -63,6 +66,8 @@ class RoundTracker:
     best_round: int | None = None
     best_auroc: float | None = None
     best_val_histogram: H.ScoreHistogram | None = None
+    server_state: Callable[[], dict[str, np.ndarray]] | None = None
+    """The strategy's server-optimiser state, saved with every round's weights when not empty."""
     _round: dict[str, Any] = field(default_factory=dict)
     _val: H.ScoreHistogram | None = None
     _mark: float = field(default_factory=time.perf_counter)
@@ -78,8 +83,10 @@ class RoundTracker:
         self._mark = time.perf_counter()
 
     @classmethod
-    def resume(cls, out_dir: Path | None, checkpoint_dir: Path) -> tuple[RoundTracker, dict[str, Any]]:
-        """A tracker that continues the run saved in ``checkpoint_dir``, and its last weights."""
+    def resume(
+        cls, out_dir: Path | None, checkpoint_dir: Path
+    ) -> tuple[RoundTracker, dict[str, Any], dict[str, np.ndarray]]:
+        """A tracker that continues the run saved in ``checkpoint_dir``, its last weights and server state."""
         last = json.loads((checkpoint_dir / "last.json").read_text())
         tracker = cls(
             out_dir, offset=int(last["round"]), history=json.loads((checkpoint_dir / "history.json").read_text())
@@ -89,7 +96,9 @@ class RoundTracker:
             tracker.best_round, tracker.best_auroc = best["round"], best["val_auroc"]
             hist = np.load(checkpoint_dir / "best_val_histogram.npz")
             tracker.best_val_histogram = H.ScoreHistogram(hist["pos"], hist["neg"])
-        return tracker, load_checkpoint(checkpoint_dir / "last.pt")
+        state_file = checkpoint_dir / SERVER_STATE
+        server = {k: v.numpy() for k, v in load_checkpoint(state_file).items()} if state_file.is_file() else {}
+        return tracker, load_checkpoint(checkpoint_dir / "last.pt"), server
 
     def aggregate_train(self, replies: list[RecordDict], weight_key: str) -> MetricRecord:
         ms = [_metrics(r) for r in replies]
@@ -126,6 +135,10 @@ class RoundTracker:
         if self.out_dir is not None:
             state = arrays.to_torch_state_dict()
             save_checkpoint(self.out_dir / "last.pt", state, {"round": global_round, "metrics": entry})
+            server = self.server_state() if self.server_state is not None else {}
+            if server:
+                tensors = {k: torch.from_numpy(np.array(v)) for k, v in server.items()}
+                save_checkpoint(self.out_dir / SERVER_STATE, tensors, {"round": global_round})
             (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=2) + "\n")
             if improved and self._val is not None:
                 save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})

@@ -22,7 +22,7 @@ def run_federation(
     """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault(
-        "PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning"
+        "PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning,ignore:::wfdb.io.annotation"
     )  # Ray workers inherit it
     from flwr.simulation import run_simulation
 

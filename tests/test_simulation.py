@@ -37,10 +37,11 @@ def test_loho_never_trains_on_the_held_out_hospital(tmp_path: Path) -> None:
     assert timing["server_app_s"] >= timing["rounds_s"] >= sum(h["train_s"] + h["evaluate_s"] for h in res["history"])
 
 
-def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
-    run_federation(_config(tmp_path, "straight"), 3)
-    run_federation(_config(tmp_path, "interrupted", **{"num-server-rounds": 1}), 3)
-    resumed = run_federation(_config(tmp_path, "resumed", resume=str(tmp_path / "interrupted")), 3)
+@pytest.mark.parametrize("strategy", ["fedavg", "fedadam"])  # FedAdam: server-optimiser state and round count
+def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(tmp_path: Path, strategy: str) -> None:
+    run_federation(_config(tmp_path, "straight", strategy=strategy), 3)
+    run_federation(_config(tmp_path, "interrupted", strategy=strategy, **{"num-server-rounds": 1}), 3)
+    resumed = run_federation(_config(tmp_path, "resumed", strategy=strategy, resume=str(tmp_path / "interrupted")), 3)
 
     assert [h["round"] for h in resumed["history"]] == [1, 2]
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")

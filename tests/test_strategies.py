@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from flwr.serverapp.strategy import FedProx, FedTrimmedAvg
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, FedTrimmedAvg
+from flwr.supercore.task_identity import TaskIdentity
 
+from common import protocol as P
 from common.config import FederatedConfig
-from server.strategies import STRATEGIES, UnknownStrategyError, create_strategy
+from server.strategies import STRATEGIES, UnknownStrategyError, create_strategy, load_server_state, server_state
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -26,3 +30,88 @@ def test_strategy_options_come_from_the_config() -> None:
 def test_unknown_strategy_lists_the_known_ones() -> None:
     with pytest.raises(UnknownStrategyError, match="known: fedavg, fedprox"):
         create_strategy(FederatedConfig(strategy="fedsgd"), 2)
+
+
+@pytest.fixture
+def _as_server_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    for attr, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 1)):
+        monkeypatch.setattr(TaskIdentity, attr, value)
+
+
+def _record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()})
+
+
+class _Nodes:
+    def get_node_ids(self) -> list[int]:
+        return [11, 12]
+
+
+def _round(strategy: FedAvg, server_round: int, arrays: ArrayRecord) -> tuple[ArrayRecord, list[int]]:
+    """One training round in which each node moves the weights by its own fixed step."""
+    messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), _Nodes()))  # type: ignore[arg-type]
+    sent_rounds = [int(P.number(m.content.config_records[P.CONFIG], P.SERVER_ROUND)) for m in messages]
+    replies = []
+    for m in messages:
+        step = 0.1 * (m.metadata.dst_node_id - 10) * (1 + sent_rounds[0] % 3)
+        moved = {k: v.numpy() + step for k, v in m.content.array_records[P.ARRAYS].items()}
+        content = RecordDict({P.ARRAYS: _record(moved), P.METRICS: MetricRecord({P.NUM_EXAMPLES: 10})})
+        replies.append(Message(content, reply_to=m))
+    new, _ = strategy.aggregate_train(server_round, replies)
+    assert new is not None
+    return new, sent_rounds
+
+
+@pytest.mark.usefixtures("_as_server_task")
+@pytest.mark.parametrize("name", ["fedadam", "fedyogi", "fedavgm", "fedavg"])
+def test_a_resumed_strategy_continues_exactly(name: str) -> None:
+    cfg = FederatedConfig(strategy=name)
+    start = _record({"w": np.zeros((2, 3)), "b": np.ones(3)})
+    straight = create_strategy(cfg, 2)
+    arrays = start
+    for r in (1, 2, 3):
+        arrays, _ = _round(straight, r, arrays)
+
+    first = create_strategy(cfg, 2)
+    after_one, _ = _round(first, 1, start)
+    saved = server_state(first)
+    resumed = create_strategy(cfg, 2, round_offset=1)
+    load_server_state(resumed, saved)
+    continued = after_one
+    sent = []
+    for r in (1, 2):  # Flower counts from 1 again after a resume
+        continued, rounds = _round(resumed, r, continued)
+        sent += rounds
+
+    assert sent == [2, 2, 3, 3]  # clients see the global round
+    for k in ("w", "b"):
+        np.testing.assert_array_equal(continued[k].numpy(), arrays[k].numpy())
+    assert bool(saved) == (name != "fedavg")
+
+
+@pytest.mark.usefixtures("_as_server_task")
+@pytest.mark.parametrize("name", ["fedadam", "fedavgm"])
+def test_without_its_server_state_a_resumed_strategy_drifts(name: str) -> None:
+    cfg = FederatedConfig(strategy=name)
+    start = _record({"w": np.zeros((2, 3))})
+    straight = create_strategy(cfg, 2)
+    a1, _ = _round(straight, 1, start)
+    a2, _ = _round(straight, 2, a1)
+
+    forgetful = create_strategy(cfg, 2, round_offset=1)
+    b2, _ = _round(forgetful, 1, a1)
+
+    assert not np.array_equal(a2["w"].numpy(), b2["w"].numpy())
+
+
+def test_server_state_of_another_strategy_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not belong to FedAvg"):
+        load_server_state(create_strategy(FederatedConfig(), 2), {"m_t|w": np.zeros(2)})
+
+
+def test_default_server_learning_rates_follow_each_strategy() -> None:
+    adam = create_strategy(FederatedConfig(strategy="fedadam"), 2)
+    avgm = create_strategy(FederatedConfig(strategy="fedavgm"), 2)
+
+    assert isinstance(adam, FedAdam) and adam.eta == 0.01
+    assert isinstance(avgm, FedAvgM) and avgm.server_learning_rate == 1.0
