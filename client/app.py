@@ -44,6 +44,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
             epochs=s.federated.local_epochs,
             seed=round_seed(s.train.seed, site, server_round),
             prox_mu=P.number(config, P.PROXIMAL_MU, 0.0),
+            rounds=(server_round, max(server_round, s.federated.rounds)),
         )
         metrics: dict[str, MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -111,6 +112,15 @@ def proximal_term(params: list[torch.Tensor], anchor: list[torch.Tensor], mu: fl
     return mu / 2 * torch.as_tensor(sq)
 
 
+def cosine_factor(epoch: int, total: int) -> float:
+    """Learning-rate multiplier of 0-based ``epoch`` out of ``total``: cosine annealing to zero.
+
+    The closed form of torch's ``CosineAnnealingLR``; pooled training and federated rounds share it,
+    so both arms decay the learning rate the same way over the same passes over the data.
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / total))
+
+
 def train_epochs(
     model: nn.Module,
     data: EcgArrays,
@@ -120,11 +130,14 @@ def train_epochs(
     seed: int,
     optimizer: torch.optim.Optimizer | None = None,
     prox_mu: float = 0.0,
+    schedule: tuple[int, int] | None = None,
 ) -> list[float]:
     """Run ``epochs`` passes over ``data``; returns the mean loss of each epoch.
 
     With ``prox_mu > 0`` the FedProx term ``mu/2 * ||w - w_start||^2`` is added, ``w_start`` being
-    the weights the call started from (the global model in a federated round).
+    the weights the call started from (the global model in a federated round). With
+    ``schedule=(first, total)`` the passes are epochs ``first, first + 1, ...`` of a ``total``-epoch
+    cosine schedule (a federated round's place in the whole run).
     """
     if len(data) == 0:
         raise ValueError("no training records")
@@ -137,7 +150,10 @@ def train_epochs(
     gen = torch.Generator().manual_seed(seed)
     losses = []
     model.train()
-    for _ in range(epochs):
+    for e in range(epochs):
+        if schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * cosine_factor(schedule[0] + e, schedule[1])
         order = torch.randperm(len(y), generator=gen)
         total, n = 0.0, 0
         batches = range(0, len(order), cfg.batch_size)
@@ -192,7 +208,7 @@ def fit(
     """
     seed_everything(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, cfg.epochs))
     history: list[EpochLog] = []
     best_state, best_auc, best_epoch = copy.deepcopy(model.state_dict()), None, 0
     t0 = time.perf_counter()

@@ -56,13 +56,25 @@ def site_split(data: CohortConfig | RealData, site_index: int, data_dir: Path, s
 
 
 def local_train(
-    state: StateDict, data: EcgArrays, cfg: TrainConfig, *, epochs: int, seed: int, prox_mu: float = 0.0
+    state: StateDict,
+    data: EcgArrays,
+    cfg: TrainConfig,
+    *,
+    epochs: int,
+    seed: int,
+    prox_mu: float = 0.0,
+    rounds: tuple[int, int] | None = None,
 ) -> LocalTrainResult:
-    """Start from the global weights, train ``epochs`` local epochs (FedProx term if ``prox_mu``)."""
+    """Start from the global weights, train ``epochs`` local epochs (FedProx term if ``prox_mu``).
+
+    ``rounds=(server_round, total_rounds)`` places the local epochs in the run's cosine
+    learning-rate schedule, as pooled training over the same passes decays it.
+    """
     seed_everything(seed)
     model = create_model(cfg.model)
     model.load_state_dict(state)
-    losses = train_epochs(model, data, cfg, epochs=epochs, seed=seed, prox_mu=prox_mu)
+    schedule = None if rounds is None else ((rounds[0] - 1) * epochs, rounds[1] * epochs)
+    losses = train_epochs(model, data, cfg, epochs=epochs, seed=seed, prox_mu=prox_mu, schedule=schedule)
     return LocalTrainResult(model.state_dict(), len(data), float(np.mean(losses)))
 
 

@@ -7,7 +7,7 @@ import torch
 
 from common.config import TrainConfig
 from common.data import EcgArrays, concat, load_split
-from common.engine import fit, predict, train_epochs
+from common.engine import cosine_factor, fit, predict, train_epochs
 from common.metrics import MetricError
 from common.models import create_model
 from common.store import SiteStore
@@ -139,3 +139,15 @@ def test_early_stopping_and_checkpoint(tmp_path) -> None:  # type: ignore[no-unt
     for k, v in model.state_dict().items():
         assert torch.equal(state[k], v), k
     assert '"epoch"' in (tmp_path / "best.json").read_text()
+
+
+def test_cosine_factor_is_torchs_cosine_annealing() -> None:
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7)
+    expected = []
+    for _ in range(7):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+
+    assert [cosine_factor(e, 7) for e in range(7)] == pytest.approx(expected, abs=1e-12)

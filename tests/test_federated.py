@@ -102,6 +102,24 @@ def test_fedprox_term_pulls_towards_the_global_weights() -> None:
     assert strong < mild < free
 
 
+def test_later_rounds_train_with_the_cosine_decayed_learning_rate() -> None:
+    cfg = TrainConfig(batch_size=16, lr=1e-2, num_threads=1)
+    torch.manual_seed(0)
+    start = create_model("cnn1d").state_dict()
+
+    def update(rounds: tuple[int, int] | None) -> dict[str, torch.Tensor]:
+        res = local_train({k: v.clone() for k, v in start.items()}, _toy(), cfg, epochs=2, seed=1, rounds=rounds)
+        return {k: res.state[k] - start[k] for k in start if start[k].is_floating_point() and "running" not in k}
+
+    def size(delta: dict[str, torch.Tensor]) -> float:
+        return float(sum((d**2).sum() for d in delta.values()))
+
+    constant, first, last = update(None), update((1, 10)), update((10, 10))
+    # round 1 of 10 begins at the full rate (factor 1), so its first epoch matches constant training
+    assert size(last) < 0.2 * size(first)
+    assert size(first) == pytest.approx(size(constant), rel=0.05)
+
+
 def test_fedprox_term_value_is_half_mu_squared_norm() -> None:
     from common.engine import proximal_term
 
