@@ -115,10 +115,10 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
         out = s.out_dir
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-        server: dict[str, Any] = {}
+        optimiser_state: dict[str, Any] = {}
         weights = model.state_dict()
         if s.resume is not None:
-            tracker, weights, server = RoundTracker.resume(out, s.resume)
+            tracker, weights, optimiser_state = RoundTracker.resume(out, s.resume)
             # A clear error if the checkpoint is another model's; the saved arrays go on unchanged
             # (FedAdam/FedYogi keep float64 weights, which the float32 model would round).
             model.load_state_dict(weights)
@@ -135,7 +135,7 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
             train_metrics_aggr_fn=tracker.aggregate_train,
             evaluate_metrics_aggr_fn=tracker.aggregate_evaluate,
         )
-        load_server_state(strategy, server)
+        load_server_state(strategy, optimiser_state)
         tracker.server_state = partial(server_state, strategy)
         tracker.start_timing()
         t_rounds = time.perf_counter()
