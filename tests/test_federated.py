@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from client.app import make_client_app
 from common import histograms as H
@@ -21,12 +20,7 @@ from common.store import SiteStore
 from .conftest import TINY
 from .test_engine import _toy
 
-
-@pytest.fixture(autouse=True)
-def _as_server_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Instruction messages take their sender from the running task; pose as the ServerApp's."""
-    for attr, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 1)):
-        monkeypatch.setattr(TaskIdentity, attr, value)
+pytestmark = pytest.mark.usefixtures("as_server_task")  # tests build instruction messages
 
 
 def _context(data_dir: Path, partition: int, n_partitions: int = 3) -> Context:

@@ -4,16 +4,11 @@ from collections.abc import Iterable
 
 import pytest
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from common import protocol as P
 from server.app import RecordingGrid
 
-
-@pytest.fixture(autouse=True)
-def _as_server_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    for attr, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 1)):
-        monkeypatch.setattr(TaskIdentity, attr, value)
+pytestmark = pytest.mark.usefixtures("as_server_task")  # tests build instruction messages
 
 
 class _ReversingGrid:

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, FedTrimmedAvg
-from flwr.supercore.task_identity import TaskIdentity
 
 from common import protocol as P
 from common.config import FederatedConfig
@@ -32,12 +31,6 @@ def test_unknown_strategy_lists_the_known_ones() -> None:
         create_strategy(FederatedConfig(strategy="fedsgd"), 2)
 
 
-@pytest.fixture
-def _as_server_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    for attr, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 1)):
-        monkeypatch.setattr(TaskIdentity, attr, value)
-
-
 def _record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()})
 
@@ -62,7 +55,7 @@ def _round(strategy: FedAvg, server_round: int, arrays: ArrayRecord) -> tuple[Ar
     return new, sent_rounds
 
 
-@pytest.mark.usefixtures("_as_server_task")
+@pytest.mark.usefixtures("as_server_task")
 @pytest.mark.parametrize("name", ["fedadam", "fedyogi", "fedavgm", "fedavg"])
 def test_a_resumed_strategy_continues_exactly(name: str) -> None:
     cfg = FederatedConfig(strategy=name)
@@ -89,7 +82,7 @@ def test_a_resumed_strategy_continues_exactly(name: str) -> None:
     assert bool(saved) == (name != "fedavg")
 
 
-@pytest.mark.usefixtures("_as_server_task")
+@pytest.mark.usefixtures("as_server_task")
 @pytest.mark.parametrize("name", ["fedadam", "fedavgm"])
 def test_without_its_server_state_a_resumed_strategy_drifts(name: str) -> None:
     cfg = FederatedConfig(strategy=name)
