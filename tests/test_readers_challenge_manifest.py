@@ -265,13 +265,12 @@ def test_challenge_root_without_records_is_an_error(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- manifest
 
 
-def write_wfdb(folder: Path, name: str, seed: int) -> np.ndarray:
-    """A WFDB record (.hea + .dat) of 500 samples at 250 Hz; returns the signal in mV (T, 12)."""
+def write_mv(folder: Path, name: str, sig: np.ndarray, fs: int) -> None:
+    """Write ``sig`` (T, 12) in mV as a 12-lead WFDB record (format 16, 1 µV steps)."""
     folder.mkdir(parents=True, exist_ok=True)
-    sig = np.round(np.random.default_rng(seed).normal(0, 0.5, (500, 12)), 3)
     wfdb.wrsamp(
         name,
-        fs=250,
+        fs=fs,
         units=["mV"] * 12,
         sig_name=list(LEADS),
         p_signal=sig,
@@ -280,6 +279,12 @@ def write_wfdb(folder: Path, name: str, seed: int) -> np.ndarray:
         baseline=[0] * 12,
         write_dir=str(folder),
     )
+
+
+def write_wfdb(folder: Path, name: str, seed: int) -> np.ndarray:
+    """A WFDB record (.hea + .dat) of 500 samples at 250 Hz; returns the signal in mV (T, 12)."""
+    sig = np.round(np.random.default_rng(seed).normal(0, 0.5, (500, 12)), 3)
+    write_mv(folder, name, sig, 250)
     return sig
 
 
@@ -393,20 +398,8 @@ def fake_ptbxl(tmp_path: Path) -> dict[str, bytes]:
     for ecg_id in (1, 2):
         for fs, suffix in ((100, "lr"), (500, "hr")):
             rel = f"records{fs}/00000/{ecg_id:05d}_{suffix}"
-            folder = tmp_path / "src" / Path(rel).parent
-            folder.mkdir(parents=True, exist_ok=True)
             sig = np.random.default_rng(ecg_id).normal(0, 0.3, (10 * fs, 12))
-            wfdb.wrsamp(
-                Path(rel).name,
-                fs=fs,
-                units=["mV"] * 12,
-                sig_name=list(LEADS),
-                p_signal=sig,
-                fmt=["16"] * 12,
-                adc_gain=[1000.0] * 12,
-                baseline=[0] * 12,
-                write_dir=str(folder),
-            )
+            write_mv(tmp_path / "src" / Path(rel).parent, Path(rel).name, sig, fs)
             for ext in (".hea", ".dat"):
                 files[BASE + rel + ext] = (tmp_path / "src" / (rel + ext)).read_bytes()
         rows.append(
