@@ -381,18 +381,6 @@ def bootstrap_auroc_ci(
     return bootstrap_ci("auroc", y, scores, patient_ids, n_boot=n_boot, seed=seed, alpha=alpha)
 
 
-def bootstrap_auprc_ci(
-    y: ArrayLike,
-    scores: ArrayLike,
-    patient_ids: ArrayLike,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> BootstrapCI:
-    """AUPRC (average precision) with a patient-bootstrap CI: :func:`bootstrap_ci` with ``metric="auprc"``."""
-    return bootstrap_ci("auprc", y, scores, patient_ids, n_boot=n_boot, seed=seed, alpha=alpha)
-
-
 def weighted_auroc(y: ArrayLike, scores: ArrayLike, weights: ArrayLike) -> float:
     """AUROC with non-negative per-ECG weights (the bootstrap kernel; equals sklearn's ``sample_weight``).
 
