@@ -33,7 +33,7 @@ def wait_for_hospitals(grid: Grid, n_sites: int, timeout_s: float = P.NODE_WAIT_
                 f"{len(nodes)} of {n_sites} hospitals connected after {timeout_s:.0f} s: start {n_sites} "
                 f"supernodes (options.num-supernodes = {n_sites}) or run with {P.NUM_SITES}={len(nodes)}"
             )
-        time.sleep(1.0)
+        time.sleep(0.1)
 
 
 class RecordingGrid:
