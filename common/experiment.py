@@ -224,7 +224,8 @@ def federated_run_config(
         "difficulty": cfg.cohort.difficulty, "data-dir": str(cfg.data_dir), "model": cfg.train.model,
         "lr": cfg.train.lr, "batch-size": cfg.train.batch_size, "num-server-rounds": f.rounds,
         "local-epochs": f.local_epochs, "strategy": f.strategy, "proximal-mu": f.proximal_mu,
-        "server-lr": f.server_lr or 0.0, "train-sites": ",".join(str(s) for s in train_sites), "out-dir": str(out),
+        "server-lr": f.server_lr or 0.0, "server-momentum": f.server_momentum, "trim-beta": f.trim_beta,
+        "krum-malicious": f.krum_malicious, "train-sites": ",".join(str(s) for s in train_sites), "out-dir": str(out),
     }  # fmt: skip
     if cfg.real_data is not None:
         rc["data"] = cfg.real_data["kind"]

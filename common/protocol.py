@@ -144,6 +144,9 @@ def settings_from_run_config(rc: Mapping[str, object]) -> RunSettings:
         local_epochs=int(_get(rc, LOCAL_EPOCHS, 1)),  # type: ignore[call-overload]
         proximal_mu=float(_get(rc, "proximal-mu", 0.01)),  # type: ignore[arg-type]
         server_lr=float(_get(rc, "server-lr", 0.0)) or None,  # type: ignore[arg-type]  # 0: the strategy's default
+        server_momentum=float(_get(rc, "server-momentum", 0.9)),  # type: ignore[arg-type]
+        trim_beta=float(_get(rc, "trim-beta", 0.2)),  # type: ignore[arg-type]
+        krum_malicious=int(_get(rc, "krum-malicious", 0)),  # type: ignore[call-overload]
     )
     data: CohortConfig | RealData = cohort
     kind = str(_get(rc, "data", "synthetic"))

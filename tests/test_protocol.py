@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from common import protocol as P
-from common.config import CohortConfig
+from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
+from common.experiment import federated_run_config
 from server.app import wait_for_hospitals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,3 +53,20 @@ def test_server_fails_clearly_when_hospitals_are_missing() -> None:
     assert wait_for_hospitals(_Grid([4, 5, 6]), 3, timeout_s=0) == [4, 5, 6]  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="2 of 3 hospitals connected"):
         wait_for_hospitals(_Grid([4, 5]), 3, timeout_s=0)  # type: ignore[arg-type]
+
+
+def test_every_federated_setting_reaches_the_apps_through_the_run_config(tmp_path: Path) -> None:
+    fed = FederatedConfig(
+        strategy="fedavgm", rounds=7, local_epochs=2, proximal_mu=0.1, server_lr=2.0,
+        server_momentum=0.5, trim_beta=0.3, krum_malicious=1,
+    )  # fmt: skip
+    train = TrainConfig(model="bilstm", lr=1e-3, batch_size=32, seed=4)
+    cfg = RunConfig(
+        cohort=CohortConfig(seed=4), train=train, federated=fed, data_dir=tmp_path, out_dir=tmp_path / "out"
+    )
+
+    s = P.settings_from_run_config(federated_run_config(cfg, [0, 2], 3, tmp_path / "fed"))
+
+    assert s.federated == fed
+    assert (s.train.model, s.train.lr, s.train.batch_size, s.train.seed) == ("bilstm", 1e-3, 32, 4)
+    assert s.train_sites == (0, 2) and s.data_dir == tmp_path and s.out_dir == tmp_path / "fed"
