@@ -1,7 +1,8 @@
 """Federation overhead: federated wall time / pooled wall time at the same passes over the data.
 
 Usage: python benchmarks/bench_federation.py [--clients 3] [--rounds 5] [--local-epochs 1] [--strategy fedavg]
-       [--n-ecgs N] [--model conv_bilstm_attn] [--out DIR]
+       [--local-batch-size B] [--server-lr LR] [--server-momentum M] [--n-ecgs N] [--model conv_bilstm_attn]
+       [--seeds 0 1 2] [--out DIR]
 
 Runs, in one process and on the same synthetic GAH fold, the federated arm (Flower simulation,
 Ray backend, one CPU per hospital) for R rounds of E local epochs and the pooled arm for R x E
@@ -11,7 +12,9 @@ first round does; both read the splits preprocessed once, before either arm, fro
 caches. Prints both wall times, their ratio, and where the federated time went: Ray's start and
 stop, the first round (client processes start, import torch and map their hospital's data), the
 later rounds, and the final test round; the per-round ratio after round 1; and both arms' test
-AUROC over all hospitals.
+AUROC over all hospitals. With several ``--seeds`` (each seeds a new cohort, its splits and all
+training) it repeats this per seed and ends with the mean and spread of both ratios: one test
+set's AUROC CI is wide, so one seed's federated/pooled AUROC ratio is a noisy estimate.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,13 +40,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strategy", default="fedavg")
     p.add_argument("--n-ecgs", type=int, default=None, help="cohort size (default: the demo's)")
     p.add_argument("--model", default="conv_bilstm_attn")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--local-batch-size", type=int, default=None, help="default: the pooled batch / hospitals")
+    p.add_argument("--server-lr", type=float, default=None, help="FedAvgM/FedAdam/FedYogi server learning rate")
+    p.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     args = p.parse_args(argv)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     sys.path.insert(0, str(REPO_ROOT))
+    ratios = [bench_seed(args, seed) for seed in args.seeds]
+    if len(ratios) > 1:
+        wall, auroc = np.array(ratios).T
+        print(f"over seeds {', '.join(map(str, args.seeds))}:")
+        print(f"  overhead, federated / pooled wall time: mean {wall.mean():.3f}, sd {wall.std(ddof=1):.3f}")
+        print(
+            f"  test AUROC ratio, federated / pooled:   mean {auroc.mean():.3f}, sd {auroc.std(ddof=1):.3f} "
+            f"(min {auroc.min():.3f}, max {auroc.max():.3f})"
+        )
+    return 0
 
+
+def bench_seed(args: argparse.Namespace, seed: int) -> tuple[float, float]:
+    """One seed's federated and pooled runs and their printout; returns (wall-time ratio, AUROC ratio)."""
     from common.cohort import default_data_dir, ensure_synthetic_cohort
     from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
     from common.data import load_split
@@ -49,15 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     from common.splits import SPLITS
     from sim.simulation import run_federation
 
-    cohort = CohortConfig(seed=args.seed, n_sites=args.clients)
+    cohort = CohortConfig(seed=seed, n_sites=args.clients)
     if args.n_ecgs is not None:
         cohort = cohort.model_copy(update={"n_ecgs": args.n_ecgs})
+    federated = FederatedConfig(
+        strategy=args.strategy,
+        rounds=args.rounds,
+        local_epochs=args.local_epochs,
+        local_batch_size=args.local_batch_size,
+        server_lr=args.server_lr,
+        server_momentum=args.server_momentum,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        out = (args.out or Path(tmp)).resolve()
+        out = (args.out / f"seed-{seed}" if args.out else Path(tmp)).resolve()
         cfg = RunConfig(
             cohort=cohort,
-            train=TrainConfig(model=args.model, seed=args.seed),
-            federated=FederatedConfig(strategy=args.strategy, rounds=args.rounds, local_epochs=args.local_epochs),
+            train=TrainConfig(model=args.model, seed=seed),
+            federated=federated,
             arms=("federated", "pooled"),
             n_boot=10,  # scoring is outside both timings; keep it short
             data_dir=(args.data_dir or default_data_dir()).resolve(),
@@ -81,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = [h["train_s"] + h["evaluate_s"] for h in history]
     later = rounds[1:]
     print(
-        f"{args.clients} hospitals, {n_train} training ECGs, {args.model}: {args.strategy} {args.rounds} rounds x "
-        f"{args.local_epochs} local epoch(s) vs pooled {passes} epochs"
+        f"seed {seed}, {args.clients} hospitals, {n_train} training ECGs, {args.model}: {args.strategy} "
+        f"{args.rounds} rounds x {args.local_epochs} local epoch(s) vs pooled {passes} epochs"
     )
     print(f"  preprocessing every split into the stores' caches (before both arms)  {warm_s:.1f} s")
     print(f"  pooled (load data, train, validate each epoch)   {pooled:8.1f} s  ({pooled / passes:.1f} s per epoch)")
@@ -111,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  test AUROC, all hospitals: federated {auroc['federated']:.3f}, pooled {auroc['pooled']:.3f} "
         f"(ratio {auroc['federated'] / auroc['pooled']:.3f})"
     )
-    return 0
+    return fed / pooled, auroc["federated"] / auroc["pooled"]
 
 
 if __name__ == "__main__":

@@ -164,6 +164,9 @@ class FederatedConfig(_Frozen):
     strategy: str = "fedavg"
     rounds: int = Field(5, ge=1)
     local_epochs: int = Field(1, ge=1)
+    local_batch_size: int | None = Field(
+        None, ge=2, description="a hospital's batch size; None: the pooled batch size / the training hospitals"
+    )
     proximal_mu: float = Field(0.01, ge=0, description="FedProx: the client adds mu/2 * ||w - w_global||^2")
     server_lr: float | None = Field(
         None, gt=0, description="FedAdam/FedYogi eta (default 0.01), FedAvgM server learning rate (default 1.0)"
@@ -171,6 +174,19 @@ class FederatedConfig(_Frozen):
     server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM")
     trim_beta: float = Field(0.2, ge=0, lt=0.5, description="FedTrimmedAvg: fraction cut at each end")
     krum_malicious: int = Field(0, ge=0, description="Krum: nodes assumed malicious")
+
+    def local_batch(self, pooled_batch: int, n_hospitals: int) -> int:
+        """A hospital's batch size: ``local_batch_size`` if set, else ``pooled_batch / n_hospitals``.
+
+        FedAvg averages the hospitals' updates. With the pooled batch size each of K hospitals takes
+        about n / (K * B) optimiser steps per local epoch, so a round moves the global model about as
+        far as 1/K of a pooled epoch, and at the same passes over the data the federated arm lags.
+        With batch B / K a hospital takes, on average over the hospitals, as many steps per local
+        epoch as pooled training takes per epoch.
+        """
+        if self.local_batch_size is not None:
+            return self.local_batch_size
+        return max(2, round(pooled_batch / n_hospitals))
 
 
 class RunConfig(_Frozen):

@@ -223,9 +223,10 @@ def federated_run_config(
         "seed": cfg.cohort.seed, "num-sites": n_sites, "n-ecgs": cfg.cohort.n_ecgs,
         "difficulty": cfg.cohort.difficulty, "data-dir": str(cfg.data_dir), "model": cfg.train.model,
         "lr": cfg.train.lr, "batch-size": cfg.train.batch_size, "num-server-rounds": f.rounds,
-        "local-epochs": f.local_epochs, "strategy": f.strategy, "proximal-mu": f.proximal_mu,
-        "server-lr": f.server_lr or 0.0, "server-momentum": f.server_momentum, "trim-beta": f.trim_beta,
-        "krum-malicious": f.krum_malicious, "train-sites": ",".join(str(s) for s in train_sites), "out-dir": str(out),
+        "local-epochs": f.local_epochs, "local-batch-size": f.local_batch_size or 0, "strategy": f.strategy,
+        "proximal-mu": f.proximal_mu, "server-lr": f.server_lr or 0.0, "server-momentum": f.server_momentum,
+        "trim-beta": f.trim_beta, "krum-malicious": f.krum_malicious,
+        "train-sites": ",".join(str(s) for s in train_sites), "out-dir": str(out),
     }  # fmt: skip
     if cfg.real_data is not None:
         rc["data"] = cfg.real_data["kind"]

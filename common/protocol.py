@@ -44,6 +44,7 @@ NODE_DATA_DIR: Final[str] = "data-dir"
 NUM_SITES: Final[str] = "num-sites"
 NUM_SERVER_ROUNDS: Final[str] = "num-server-rounds"
 LOCAL_EPOCHS: Final[str] = "local-epochs"
+LOCAL_BATCH_SIZE: Final[str] = "local-batch-size"
 TRAIN_SITES: Final[str] = "train-sites"
 OUT_DIR: Final[str] = "out-dir"
 RESUME: Final[str] = "resume"
@@ -73,6 +74,12 @@ class RunSettings:
     train_sites: tuple[int, ...]
     out_dir: Path | None
     resume: Path | None
+
+    @property
+    def local_train(self) -> TrainConfig:
+        """The settings of a hospital's local epochs: ``train`` with the hospital's batch size."""
+        batch = self.federated.local_batch(self.train.batch_size, len(self.train_sites))
+        return self.train.model_copy(update={"batch_size": batch})
 
     def site_names(self, data_dir: Path | None = None) -> list[str]:
         """Hospital names in index order (opening real data is a cache hit after the first ingest)."""
@@ -144,6 +151,7 @@ def settings_from_run_config(rc: Mapping[str, object]) -> RunSettings:
         local_epochs=int(_get(rc, LOCAL_EPOCHS, 1)),  # type: ignore[call-overload]
         proximal_mu=float(_get(rc, "proximal-mu", 0.01)),  # type: ignore[arg-type]
         server_lr=float(_get(rc, "server-lr", 0.0)) or None,  # type: ignore[arg-type]  # 0: the strategy's default
+        local_batch_size=int(_get(rc, LOCAL_BATCH_SIZE, 0)) or None,  # type: ignore[call-overload]  # 0: automatic
         server_momentum=float(_get(rc, "server-momentum", 0.9)),  # type: ignore[arg-type]
         trim_beta=float(_get(rc, "trim-beta", 0.2)),  # type: ignore[arg-type]
         krum_malicious=int(_get(rc, "krum-malicious", 0)),  # type: ignore[call-overload]

@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument(
+        "--local-batch-size",
+        type=int,
+        default=None,
+        help="a hospital's batch size (default: --batch-size / the training hospitals, so that the hospitals "
+        "take on average as many optimiser steps per pass over the data as pooled training)",
+    )
     p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx mu")
     p.add_argument("--arms", default="federated,pooled,local", help="comma-separated subset of federated,pooled,local")
     p.add_argument("--data", choices=("synthetic", "ptbxl", "manifest"), default="synthetic")
@@ -96,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                 model=args.model, batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_threads=args.threads
             ),
             federated=FederatedConfig(
-                strategy=args.strategy, rounds=args.rounds, local_epochs=args.local_epochs, proximal_mu=args.proximal_mu
+                strategy=args.strategy,
+                rounds=args.rounds,
+                local_epochs=args.local_epochs,
+                local_batch_size=args.local_batch_size,
+                proximal_mu=args.proximal_mu,
             ),
             protocol=args.protocol,
             arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),

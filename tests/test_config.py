@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from common.config import CohortConfig, SiteSpec, default_sites
+from common.config import CohortConfig, FederatedConfig, SiteSpec, default_sites
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 7])
@@ -49,3 +49,13 @@ def test_config_is_frozen() -> None:
     cfg = CohortConfig()
     with pytest.raises(ValidationError):
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_a_hospital_batch_is_the_pooled_batch_shared_among_the_hospitals() -> None:
+    auto, fixed = FederatedConfig(), FederatedConfig(local_batch_size=16)
+
+    assert [auto.local_batch(64, k) for k in (1, 2, 3, 5)] == [64, 32, 21, 13]
+    assert auto.local_batch(4, 3) == 2  # BatchNorm needs two records
+    assert fixed.local_batch(64, 3) == 16
+    with pytest.raises(ValidationError):
+        FederatedConfig(local_batch_size=1)

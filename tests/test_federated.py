@@ -54,6 +54,31 @@ def test_train_reply_holds_weights_and_aggregates_only(tiny_cohort: list[SiteSto
     assert metrics[P.SITE_INDEX] == 2
 
 
+def test_hospitals_train_with_their_share_of_the_pooled_batch(
+    tiny_cohort: list[SiteStore], tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import client.app
+
+    batches: list[int] = []
+
+    def spy(state: dict[str, torch.Tensor], data: object, cfg: TrainConfig, **kw: object) -> object:
+        batches.append(cfg.batch_size)
+        return local_train(state, data, cfg, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client.app, "local_train", spy)
+    ctx = _context(tiny_data_dir, 1)
+    ctx.run_config["batch-size"] = 48
+
+    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
+    ctx.run_config[P.TRAIN_SITES] = "0,1"
+    ctx.node_config[P.NUM_PARTITIONS] = 2
+    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
+    ctx.run_config[P.LOCAL_BATCH_SIZE] = 8
+    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
+
+    assert batches == [16, 24, 8]
+
+
 def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], tiny_data_dir: Path) -> None:
     msg = _message(MessageType.EVALUATE, {P.SERVER_ROUND: 1, P.EVAL_SPLIT: "test", P.THRESHOLD: 0.5})
 

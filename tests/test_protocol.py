@@ -57,7 +57,7 @@ def test_server_fails_clearly_when_hospitals_are_missing() -> None:
 
 def test_every_federated_setting_reaches_the_apps_through_the_run_config(tmp_path: Path) -> None:
     fed = FederatedConfig(
-        strategy="fedavgm", rounds=7, local_epochs=2, proximal_mu=0.1, server_lr=2.0,
+        strategy="fedavgm", rounds=7, local_epochs=2, local_batch_size=16, proximal_mu=0.1, server_lr=2.0,
         server_momentum=0.5, trim_beta=0.3, krum_malicious=1,
     )  # fmt: skip
     train = TrainConfig(model="bilstm", lr=1e-3, batch_size=32, seed=4)
