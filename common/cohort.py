@@ -10,7 +10,6 @@ from tqdm.auto import tqdm
 
 from common.config import CohortConfig
 from common.store import SiteStore, StoreError, write_site_store
-from common.synthetic import CHUNK, iter_site_chunks, plan_site
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,10 @@ def ensure_synthetic_site(cfg: CohortConfig, site_index: int, data_dir: Path, *,
         if store.manifest.key == cfg.key():
             return store
         raise StoreError(f"store {path} was built from another configuration; delete it to regenerate")
+    # Imported here: the generator pulls in scipy.signal (about 0.7 s), which a federated client
+    # opening a hospital that is already on disk does not need.
+    from common.synthetic import CHUNK, iter_site_chunks, plan_site
+
     plan = plan_site(cfg, site_index)
     n = len(plan.metadata)
     chunks = iter_site_chunks(plan, cfg.seed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 class MetricError(ValueError):
@@ -23,10 +22,14 @@ def _check(y: np.ndarray, scores: np.ndarray, what: str) -> tuple[np.ndarray, np
 
 
 def auroc(y: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     y, scores = _check(y, scores, "AUROC")
     return float(roc_auc_score(y, scores))
 
 
 def auprc(y: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
     y, scores = _check(y, scores, "AUPRC")
     return float(average_precision_score(y, scores))
