@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("flwr").propagate = False  # Flower prints its own round-by-round progress
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the simulation's state database, set up each run
     from pydantic import ValidationError
 
     from common.cohort import default_data_dir, ensure_synthetic_cohort

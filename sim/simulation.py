@@ -48,6 +48,7 @@ def run_federation(
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray\.")  # a tip about GPU env vars
         run_simulation(
             server_app=make_server_app(run_config),
             client_app=make_client_app(run_config),
