@@ -40,7 +40,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         res = local_train(
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
             data,
-            s.local_train,
+            s.local_train_config,
             epochs=s.federated.local_epochs,
             seed=round_seed(s.train.seed, site, server_round),
             prox_mu=P.number(config, P.PROXIMAL_MU, 0.0),

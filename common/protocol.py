@@ -76,7 +76,7 @@ class RunSettings:
     resume: Path | None
 
     @property
-    def local_train(self) -> TrainConfig:
+    def local_train_config(self) -> TrainConfig:
         """The settings of a hospital's local epochs: ``train`` with the hospital's batch size."""
         batch = self.federated.local_batch(self.train.batch_size, len(self.train_sites))
         return self.train.model_copy(update={"batch_size": batch})
