@@ -1,8 +1,8 @@
 """Federation overhead: federated wall time / pooled wall time at the same passes over the data.
 
-Usage: python benchmarks/bench_federation.py [--clients 3] [--rounds 5] [--local-epochs 1] [--strategy fedavg]
+Usage: python benchmarks/bench_federation.py [--clients 3] [--rounds 15] [--local-epochs 1] [--strategy fedavg]
        [--local-batch-size B] [--server-lr LR] [--server-momentum M] [--n-ecgs N] [--model conv_bilstm_attn]
-       [--seeds 0 1 2] [--out DIR]
+       [--seeds 0 1 2] [--noise-floor] [--out DIR]
 
 Runs, in one process and on the same synthetic GAH fold, the federated arm (Flower simulation,
 Ray backend, one CPU per hospital) for R rounds of E local epochs and the pooled arm for R x E
@@ -13,8 +13,11 @@ caches. Prints both wall times, their ratio, and where the federated time went: 
 stop, the first round (client processes start, import torch and map their hospital's data), the
 later rounds, and the final test round; the per-round ratio after round 1; and both arms' test
 AUROC over all hospitals. With several ``--seeds`` (each seeds a new cohort, its splits and all
-training) it repeats this per seed and ends with the mean and spread of both ratios: one test
-set's AUROC CI is wide, so one seed's federated/pooled AUROC ratio is a noisy estimate.
+training) it repeats this per seed and ends with the mean, spread and a 95% CI of the mean of both
+ratios: one test set's AUROC CI is wide, so one seed's federated/pooled AUROC ratio is a noisy
+estimate. ``--noise-floor`` also trains the pooled arm a second time with another training seed
+(same cohort, splits and passes) and prints pooled/pooled AUROC: how far two runs of the very
+same method differ, the yardstick for reading one federated/pooled ratio.
 """
 
 from __future__ import annotations
@@ -26,16 +29,25 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from common.config import RunConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+NOISE_FLOOR_SEED_OFFSET = 1000
+"""The reseeded pooled run trains with ``seed + 1000`` (the cohort and splits keep ``seed``)."""
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(REPO_ROOT))
+    from common.config import FederatedConfig
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=FederatedConfig.model_fields["rounds"].default)
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--strategy", default="fedavg")
     p.add_argument("--n-ecgs", type=int, default=None, help="cohort size (default: the demo's)")
@@ -44,29 +56,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-lr", type=float, default=None, help="FedAvgM/FedAdam/FedYogi server learning rate")
     p.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--noise-floor", action="store_true", help="also retrain pooled with another training seed: pooled/pooled AUROC"
+    )
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     args = p.parse_args(argv)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    sys.path.insert(0, str(REPO_ROOT))
-    ratios = [bench_seed(args, seed) for seed in args.seeds]
-    if len(ratios) > 1:
-        wall, auroc = np.array(ratios).T
+    rows = [bench_seed(args, seed) for seed in args.seeds]
+    if len(rows) > 1:
         print(f"over seeds {', '.join(map(str, args.seeds))}:")
-        print(f"  overhead, federated / pooled wall time: mean {wall.mean():.3f}, sd {wall.std(ddof=1):.3f}")
-        print(
-            f"  test AUROC ratio, federated / pooled:   mean {auroc.mean():.3f}, sd {auroc.std(ddof=1):.3f} "
-            f"(min {auroc.min():.3f}, max {auroc.max():.3f})"
-        )
+        for name, key in (
+            ("overhead, federated / pooled wall time", "wall"),
+            ("test AUROC ratio, federated / pooled", "auroc"),
+            ("noise floor, pooled / pooled (reseeded)", "noise"),
+        ):
+            if key in rows[0]:
+                print(f"  {name:<40} {summarise_ratios(np.array([r[key] for r in rows]))}")
     return 0
 
 
-def bench_seed(args: argparse.Namespace, seed: int) -> tuple[float, float]:
-    """One seed's federated and pooled runs and their printout; returns (wall-time ratio, AUROC ratio)."""
+def summarise_ratios(values: np.ndarray) -> str:
+    """Mean, sd, the t-based 95% CI of the mean, and the range of per-seed ratios."""
+    from scipy import stats
+
+    mean, sd = values.mean(), values.std(ddof=1)
+    half = stats.t.ppf(0.975, len(values) - 1) * sd / np.sqrt(len(values))
+    return (
+        f"mean {mean:.3f} [95% CI {mean - half:.3f}-{mean + half:.3f}], sd {sd:.3f} "
+        f"(min {values.min():.3f}, max {values.max():.3f}, {len(values)} seeds)"
+    )
+
+
+def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
+    """One seed's runs and their printout; returns the ratios: ``wall``, ``auroc`` (and ``noise``)."""
     from common.cohort import default_data_dir, ensure_synthetic_cohort
     from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
     from common.data import load_split
-    from common.experiment import ALL_SITES, run_comparison
+    from common.experiment import run_comparison
     from common.splits import SPLITS
     from sim.simulation import run_federation
 
@@ -104,6 +131,10 @@ def bench_seed(args: argparse.Namespace, seed: int) -> tuple[float, float]:
         fed_dir = out / "gah" / "federated"
         server = json.loads((fed_dir / "timing.json").read_text())
         history = json.loads((fed_dir / "history.json").read_text())
+        reseeded = None
+        if args.noise_floor:
+            again = noise_floor_config(cfg)
+            reseeded = all_sites_auroc(run_comparison(again, stores, None, echo=lambda _: None))["pooled"]
 
     n_train = history[0]["train_examples"]
     fed, pooled, passes = timing["federated"], timing["pooled"], args.rounds * args.local_epochs
@@ -135,12 +166,37 @@ def bench_seed(args: argparse.Namespace, seed: int) -> tuple[float, float]:
         )
         fixed = fed - per_round * args.rounds
         print(f"  fixed federated cost (Ray, client start-up, test round): {fixed:.1f} s")
-    auroc = {s["arm"]: s["auroc"] for s in res["scores"] if s["test_site"] == ALL_SITES}
+    auroc = all_sites_auroc(res)
     print(
         f"  test AUROC, all hospitals: federated {auroc['federated']:.3f}, pooled {auroc['pooled']:.3f} "
         f"(ratio {auroc['federated'] / auroc['pooled']:.3f})"
     )
-    return fed / pooled, auroc["federated"] / auroc["pooled"]
+    out_ratios = {"wall": fed / pooled, "auroc": auroc["federated"] / auroc["pooled"]}
+    if reseeded is not None:
+        out_ratios["noise"] = reseeded / auroc["pooled"]
+        print(
+            f"  noise floor: pooled again with training seed {seed + NOISE_FLOOR_SEED_OFFSET}: {reseeded:.3f} "
+            f"(pooled / pooled {out_ratios['noise']:.3f})"
+        )
+    return out_ratios
+
+
+def noise_floor_config(cfg: RunConfig) -> RunConfig:
+    """The pooled arm once more, on the same cohort and splits, with another training seed."""
+    return cfg.model_copy(
+        update={
+            "train": cfg.train.model_copy(update={"seed": cfg.train.seed + NOISE_FLOOR_SEED_OFFSET}),
+            "arms": ("pooled",),
+            "out_dir": cfg.out_dir / "noise-floor",
+        }
+    )
+
+
+def all_sites_auroc(results: dict[str, Any]) -> dict[str, float]:
+    """Each arm's test AUROC over all hospitals from ``run_comparison``'s results."""
+    from common.experiment import ALL_SITES
+
+    return {s["arm"]: s["auroc"] for s in results["scores"] if s["test_site"] == ALL_SITES}
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import wfdb
 
 from common.readers.base import QCReason, RawEcg, RecordError, to_canonical
 
@@ -16,6 +15,9 @@ from common.readers.base import QCReason, RawEcg, RecordError, to_canonical
 _BYTES_PER_SAMPLE: Final[dict[str, float]] = {
     "8": 1, "80": 1, "16": 2, "61": 2, "160": 2, "24": 3, "32": 4, "212": 1.5, "310": 4 / 3, "311": 4 / 3,
 }  # fmt: skip
+
+if TYPE_CHECKING:
+    import wfdb
 
 
 def _check_files(record: Path, header: wfdb.Record) -> None:
@@ -37,6 +39,8 @@ def _check_files(record: Path, header: wfdb.Record) -> None:
 
 def _diagnose(record: Path) -> None:
     """Raise the specific :class:`RecordError` for a record that ``wfdb`` could not read."""
+    import wfdb
+
     try:
         header = wfdb.rdheader(str(record))
     except Exception as err:  # wfdb raises many types for a corrupt header
@@ -55,6 +59,8 @@ def read_wfdb(record: Path, *, verify_checksum: bool = True) -> RawEcg:
     for a missing or corrupt header, missing or truncated signal files, checksum mismatches, an
     unknown sampling rate or unit, or missing leads.
     """
+    import wfdb  # here, not at import: hospitals' training processes never read WFDB
+
     record = Path(record)
     if not record.with_suffix(".hea").is_file():
         raise RecordError(QCReason.UNREADABLE, f"no header {record}.hea")
