@@ -43,11 +43,11 @@ NOISE_FLOOR_SEED_OFFSET = 1000
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT))
-    from common.config import FederatedConfig
+    from common.config import DEFAULT_ROUNDS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=FederatedConfig.model_fields["rounds"].default)
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--strategy", default="fedavg")
     p.add_argument("--n-ecgs", type=int, default=None, help="cohort size (default: the demo's)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -158,16 +158,17 @@ class TrainConfig(_Frozen):
     progress: bool = Field(False, description="a progress bar over the batches of each epoch")
 
 
+DEFAULT_ROUNDS: Final[int] = 15
+"""Federated rounds (and so pooled epochs) of ``sim/run.py``, the run config and the benchmark: by 15
+passes both arms' validation AUROC has levelled off on the default cohort; after 5 they were still
+improving (benchmarks/bench_federation.py)."""
+
+
 class FederatedConfig(_Frozen):
     """The federated arm: strategy, rounds, local work per round."""
 
     strategy: str = "fedavg"
-    rounds: int = Field(
-        15,
-        ge=1,
-        description="rounds of local_epochs each; by 15 passes both arms' validation AUROC has levelled off on the "
-        "default cohort, where after 5 they were still improving (benchmarks/bench_federation.py)",
-    )
+    rounds: int = Field(DEFAULT_ROUNDS, ge=1, description="rounds of local_epochs each")
     local_epochs: int = Field(1, ge=1)
     local_batch_size: int | None = Field(
         None, ge=2, description="a hospital's batch size; None: the pooled batch size / the training hospitals"

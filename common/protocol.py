@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from common.cohort import default_data_dir
-from common.config import CohortConfig, FederatedConfig, TrainConfig
+from common.config import DEFAULT_ROUNDS, CohortConfig, FederatedConfig, TrainConfig
 from common.datasets import RealData, real_data
 
 # Message content keys.
@@ -147,7 +147,7 @@ def settings_from_run_config(rc: Mapping[str, object]) -> RunSettings:
     )
     federated = FederatedConfig(
         strategy=str(_get(rc, "strategy", "fedavg")),
-        rounds=int(_get(rc, NUM_SERVER_ROUNDS, FederatedConfig.model_fields["rounds"].default)),  # type: ignore[call-overload]
+        rounds=int(_get(rc, NUM_SERVER_ROUNDS, DEFAULT_ROUNDS)),  # type: ignore[call-overload]
         local_epochs=int(_get(rc, LOCAL_EPOCHS, 1)),  # type: ignore[call-overload]
         proximal_mu=float(_get(rc, "proximal-mu", 0.01)),  # type: ignore[arg-type]
         server_lr=float(_get(rc, "server-lr", 0.0)) or None,  # type: ignore[arg-type]  # 0: the strategy's default

@@ -29,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="fedavg",
         help="fedavg, fedprox, fedadam, fedyogi, fedavgm, fedmedian, fedtrimmedavg, krum",
     )
-    from common.config import FederatedConfig
+    from common.config import DEFAULT_ROUNDS
 
-    p.add_argument("--rounds", type=int, default=FederatedConfig.model_fields["rounds"].default)
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument(
         "--local-batch-size",
