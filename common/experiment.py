@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from common import clinical
+from common import protocol as P
 from common.config import RunConfig, TrainConfig
 from common.data import EcgArrays, concat, load_split
 from common.engine import EpochLog, fit, load_checkpoint, predict, seed_everything
@@ -218,21 +219,18 @@ def federated_run_config(
     cfg: RunConfig, train_sites: Sequence[int], n_sites: int, out: Path
 ) -> dict[str, str | int | float | bool]:
     """The flat run config the ServerApp and ClientApps of one fold read."""
-    f = cfg.federated
     rc: dict[str, str | int | float | bool] = {
-        "seed": cfg.cohort.seed, "num-sites": n_sites, "n-ecgs": cfg.cohort.n_ecgs,
-        "difficulty": cfg.cohort.difficulty, "data-dir": str(cfg.data_dir), "model": cfg.train.model,
-        "lr": cfg.train.lr, "batch-size": cfg.train.batch_size, "num-server-rounds": f.rounds,
-        "local-epochs": f.local_epochs, "local-batch-size": f.local_batch_size or 0, "strategy": f.strategy,
-        "proximal-mu": f.proximal_mu, "server-lr": f.server_lr or 0.0, "server-momentum": f.server_momentum,
-        "trim-beta": f.trim_beta, "krum-malicious": f.krum_malicious,
-        "train-sites": ",".join(str(s) for s in train_sites), "out-dir": str(out),
-    }  # fmt: skip
+        **P.run_config_of(cfg.cohort, cfg.train, cfg.federated),
+        P.NUM_SITES: n_sites,  # real data: the ingested hospitals, not the synthetic cohort's count
+        P.DATA_DIR: str(cfg.data_dir),
+        P.TRAIN_SITES: ",".join(str(s) for s in train_sites),
+        P.OUT_DIR: str(out),
+    }
     if cfg.real_data is not None:
         rc["data"] = cfg.real_data["kind"]
         rc.update({f"data-{k}": v for k, v in cfg.real_data.items() if k != "kind"})
     if cfg.resume is not None:
-        rc["resume"] = str(cfg.resume)
+        rc[P.RESUME] = str(cfg.resume)
     return rc
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from common.cohort import default_data_dir
-from common.config import DEFAULT_ROUNDS, CohortConfig, FederatedConfig, TrainConfig
+from common.config import CohortConfig, FederatedConfig, TrainConfig
 from common.datasets import RealData, real_data
 
 # Message content keys.
@@ -46,6 +46,7 @@ NUM_SERVER_ROUNDS: Final[str] = "num-server-rounds"
 LOCAL_EPOCHS: Final[str] = "local-epochs"
 LOCAL_BATCH_SIZE: Final[str] = "local-batch-size"
 TRAIN_SITES: Final[str] = "train-sites"
+DATA_DIR: Final[str] = "data-dir"
 OUT_DIR: Final[str] = "out-dir"
 RESUME: Final[str] = "resume"
 NODE_WAIT_S: Final[float] = 120.0
@@ -124,50 +125,72 @@ class RunSettings:
         return self.train_sites[idx]
 
 
-def _get(rc: Mapping[str, object], key: str, default: object) -> object:
-    value = rc.get(key, default)
-    return default if value is None else value
+# Run-config keys of the typed settings' fields, one table for both directions (settings -> run config in
+# :func:`run_config_of`, run config -> settings in :func:`settings_from_run_config`). A missing key takes
+# the field's default.
+COHORT_KEYS: Final[dict[str, str]] = {
+    "seed": "seed",
+    NUM_SITES: "n_sites",
+    "n-ecgs": "n_ecgs",
+    "difficulty": "difficulty",
+}
+TRAIN_KEYS: Final[dict[str, str]] = {"model": "model", "lr": "lr", "batch-size": "batch_size"}
+FEDERATED_KEYS: Final[dict[str, str]] = {
+    "strategy": "strategy",
+    NUM_SERVER_ROUNDS: "rounds",
+    LOCAL_EPOCHS: "local_epochs",
+    LOCAL_BATCH_SIZE: "local_batch_size",
+    PROXIMAL_MU: "proximal_mu",
+    "server-lr": "server_lr",
+    "server-momentum": "server_momentum",
+    "trim-beta": "trim_beta",
+    "krum-malicious": "krum_malicious",
+}
+_ZERO_IS_NONE: Final[frozenset[str]] = frozenset({LOCAL_BATCH_SIZE, "server-lr"})
+"""Optional settings: a run config (TOML) has no null, so 0 stands for None (automatic / the strategy's default)."""
+
+
+def _text(rc: Mapping[str, object], key: str) -> str:
+    value = rc.get(key)
+    return "" if value is None else str(value)
+
+
+def _fields(rc: Mapping[str, object], keys: Mapping[str, str]) -> dict[str, object]:
+    """The fields ``rc`` sets, by field name (pydantic checks and converts the values)."""
+    out = {}
+    for key, field in keys.items():
+        value = rc.get(key)
+        if value is not None and not (key in _ZERO_IS_NONE and value == 0):
+            out[field] = value
+    return out
+
+
+def run_config_of(cohort: CohortConfig, train: TrainConfig, federated: FederatedConfig) -> dict[str, str | int | float]:
+    """The flat run-config entries of the typed settings (the inverse of :func:`settings_from_run_config`)."""
+    rc: dict[str, str | int | float] = {}
+    for obj, keys in ((cohort, COHORT_KEYS), (train, TRAIN_KEYS), (federated, FEDERATED_KEYS)):
+        for key, field in keys.items():
+            value = getattr(obj, field)
+            rc[key] = 0 if value is None and key in _ZERO_IS_NONE else value
+    return rc
 
 
 def settings_from_run_config(rc: Mapping[str, object]) -> RunSettings:
     """Typed settings from Flower's flat run config; missing keys take the defaults."""
-    seed = int(_get(rc, "seed", 0))  # type: ignore[call-overload]
-    cohort = CohortConfig(
-        seed=seed,
-        n_sites=int(_get(rc, NUM_SITES, 3)),  # type: ignore[call-overload]
-        n_ecgs=int(_get(rc, "n-ecgs", 4000)),  # type: ignore[call-overload]
-        difficulty=float(_get(rc, "difficulty", 0.5)),  # type: ignore[arg-type]
-    )
-    train = TrainConfig(
-        model=str(_get(rc, "model", "cnn1d")),
-        lr=float(_get(rc, "lr", 2e-3)),  # type: ignore[arg-type]
-        batch_size=int(_get(rc, "batch-size", 64)),  # type: ignore[call-overload]
-        seed=seed,
-        num_threads=1,
-    )
-    federated = FederatedConfig(
-        strategy=str(_get(rc, "strategy", "fedavg")),
-        rounds=int(_get(rc, NUM_SERVER_ROUNDS, DEFAULT_ROUNDS)),  # type: ignore[call-overload]
-        local_epochs=int(_get(rc, LOCAL_EPOCHS, 1)),  # type: ignore[call-overload]
-        proximal_mu=float(_get(rc, "proximal-mu", 0.01)),  # type: ignore[arg-type]
-        server_lr=float(_get(rc, "server-lr", 0.0)) or None,  # type: ignore[arg-type]  # 0: the strategy's default
-        local_batch_size=int(_get(rc, LOCAL_BATCH_SIZE, 0)) or None,  # type: ignore[call-overload]  # 0: automatic
-        server_momentum=float(_get(rc, "server-momentum", 0.9)),  # type: ignore[arg-type]
-        trim_beta=float(_get(rc, "trim-beta", 0.2)),  # type: ignore[arg-type]
-        krum_malicious=int(_get(rc, "krum-malicious", 0)),  # type: ignore[call-overload]
-    )
+    cohort = CohortConfig.model_validate(_fields(rc, COHORT_KEYS))
+    # Each simulated hospital is one process with one CPU, so one torch thread.
+    train = TrainConfig.model_validate({**_fields(rc, TRAIN_KEYS), "seed": cohort.seed, "num_threads": 1})
+    federated = FederatedConfig.model_validate(_fields(rc, FEDERATED_KEYS))
     data: CohortConfig | RealData = cohort
-    kind = str(_get(rc, "data", "synthetic"))
+    kind = _text(rc, "data") or "synthetic"
     if kind != "synthetic":
         keys = ("root", "filtered", "path")
-        data = real_data({"kind": kind, **{k: str(_get(rc, f"data-{k}", "")) for k in keys}})
-    sites = str(_get(rc, TRAIN_SITES, ""))
+        data = real_data({"kind": kind, **{k: _text(rc, f"data-{k}") for k in keys}})
+    sites = _text(rc, TRAIN_SITES)
     train_sites = tuple(int(s) for s in sites.split(",") if s.strip()) or tuple(range(cohort.n_sites))
     if any(not 0 <= s < cohort.n_sites for s in train_sites) or len(set(train_sites)) != len(train_sites):
         raise ValueError(f"{TRAIN_SITES}={sites!r} must be distinct hospital indices below {cohort.n_sites}")
-    data_dir = str(_get(rc, "data-dir", ""))
-    out_dir = str(_get(rc, OUT_DIR, ""))
-    resume = str(_get(rc, RESUME, ""))
+    data_dir, out_dir, resume = _text(rc, DATA_DIR), _text(rc, OUT_DIR), _text(rc, RESUME)
     return RunSettings(
         cohort=cohort,
         data=data,

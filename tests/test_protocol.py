@@ -4,6 +4,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from common import protocol as P
 from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
@@ -70,3 +71,24 @@ def test_every_federated_setting_reaches_the_apps_through_the_run_config(tmp_pat
     assert s.federated == fed
     assert (s.train.model, s.train.lr, s.train.batch_size, s.train.seed) == ("bilstm", 1e-3, 32, 4)
     assert s.train_sites == (0, 2) and s.data_dir == tmp_path and s.out_dir == tmp_path / "fed"
+
+
+def test_run_config_zero_means_automatic_and_bad_values_name_their_setting() -> None:
+    s = P.settings_from_run_config({P.LOCAL_BATCH_SIZE: 0, "server-lr": 0.0, "lr": 1})
+
+    assert s.federated.local_batch_size is None and s.federated.server_lr is None
+    assert s.train.lr == 1.0 and s.train.num_threads == 1
+    with pytest.raises(ValidationError, match="lr"):
+        P.settings_from_run_config({"lr": "fast"})
+    with pytest.raises(ValidationError, match="local_epochs"):
+        P.settings_from_run_config({P.LOCAL_EPOCHS: 0})
+
+
+def test_run_config_of_round_trips_the_typed_settings() -> None:
+    cohort, train = CohortConfig(seed=3, n_ecgs=500, difficulty=0.2), TrainConfig(model="bilstm", lr=0.01, seed=3)
+    fed = FederatedConfig(local_batch_size=8, server_lr=0.5)
+
+    s = P.settings_from_run_config(P.run_config_of(cohort, train, fed))
+
+    assert (s.cohort, s.federated) == (cohort, fed)
+    assert s.train == train.model_copy(update={"num_threads": 1})
