@@ -3,6 +3,7 @@
 Usage: python benchmarks/bench_federation.py [--clients 3] [--rounds 15] [--local-epochs 1] [--strategy fedavg]
        [--local-batch-size B] [--server-lr LR] [--server-momentum M] [--n-ecgs N] [--model conv_bilstm_attn]
        [--seeds 0 1 2] [--noise-floor] [--out DIR]
+       python benchmarks/bench_federation.py --summary DIR [DIR ...]
 
 Runs, in one process and on the same synthetic GAH fold, the federated arm (Flower simulation,
 Ray backend, one CPU per hospital) for R rounds of E local epochs and the pooled arm for R x E
@@ -18,6 +19,10 @@ ratios: one test set's AUROC CI is wide, so one seed's federated/pooled AUROC ra
 estimate. ``--noise-floor`` also trains the pooled arm a second time with another training seed
 (same cohort, splits and passes) and prints pooled/pooled AUROC: how far two runs of the very
 same method differ, the yardstick for reading one federated/pooled ratio.
+
+``--summary`` reads the ``--out`` folders of earlier runs instead (every finished ``seed-*`` in them;
+they must share every setting but the seed) and prints the per-seed AUROCs and the same summary over
+all of them, so seeds run in several invocations can be pooled.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,19 +67,92 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    p.add_argument("--summary", type=Path, nargs="+", default=None, help="summarise the --out folders of earlier runs")
     args = p.parse_args(argv)
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    rows = [bench_seed(args, seed) for seed in args.seeds]
+    if args.summary is not None:
+        rows = read_seed_runs(args.summary)
+        print(seed_table(rows))
+    else:
+        os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+        rows = [bench_seed(args, seed) for seed in args.seeds]
     if len(rows) > 1:
-        print(f"over seeds {', '.join(map(str, args.seeds))}:")
-        for name, key in (
-            ("overhead, federated / pooled wall time", "wall"),
-            ("test AUROC ratio, federated / pooled", "auroc"),
-            ("noise floor, pooled / pooled (reseeded)", "noise"),
-        ):
-            if key in rows[0]:
-                print(f"  {name:<40} {summarise_ratios(np.array([r[key] for r in rows]))}")
+        print(summary_over_seeds(rows))
     return 0
+
+
+def summary_over_seeds(rows: Sequence[dict[str, float]]) -> str:
+    """The mean, CI and range over seeds of each ratio, and each arm's mean AUROC."""
+    lines = [f"over seeds {', '.join(str(int(r['seed'])) for r in rows)}:"]
+    for name, key in (
+        ("overhead, federated / pooled wall time", "wall"),
+        ("test AUROC ratio, federated / pooled", "auroc"),
+        ("noise floor, pooled / pooled (reseeded)", "noise"),
+    ):
+        values = [r[key] for r in rows if key in r]
+        if len(values) > 1:
+            lines.append(f"  {name:<40} {summarise_ratios(np.array(values))}")
+    fed, pooled = (np.mean([r[arm] for r in rows]) for arm in ("federated", "pooled"))
+    lines.append(f"  mean test AUROC: federated {fed:.3f}, pooled {pooled:.3f} (ratio of the means {fed / pooled:.3f})")
+    return "\n".join(lines)
+
+
+def seed_table(rows: Sequence[dict[str, float]]) -> str:
+    """One line per seed: both arms' test AUROC over all hospitals, their ratio (and the noise floor)."""
+    lines = ["seed  federated  pooled  fed/pooled  pooled again  pooled/pooled  wall ratio"]
+    for r in rows:
+        again = f"{r['pooled_again']:12.3f}  {r['noise']:13.3f}" if "noise" in r else f"{'-':>12}  {'-':>13}"
+        arms = f"{r['federated']:9.3f}  {r['pooled']:6.3f}  {r['auroc']:10.3f}"
+        lines.append(f"{int(r['seed']):4d}  {arms}  {again}  {r['wall']:10.2f}")
+    return "\n".join(lines)
+
+
+def read_seed_runs(folders: Sequence[Path]) -> list[dict[str, float]]:
+    """Every finished seed under ``folders`` (their ``seed-*/results.json``), in seed order.
+
+    An unfinished seed (no ``results.json`` yet) is skipped with a message. Seeds run with different
+    settings, or the same seed twice, are an error: their ratios would not estimate one quantity.
+    """
+    rows: dict[int, dict[str, float]] = {}
+    settings: dict[str, list[str]] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no benchmark output folder {folder}")
+        for run in sorted(folder.glob("seed-*")):
+            results = run / "results.json"
+            if not results.is_file():
+                print(f"skipped {run}: no results.json (an unfinished seed)")
+                continue
+            res = json.loads(results.read_text())
+            seed = int(res["config"]["cohort"]["seed"])
+            if seed in rows:
+                raise ValueError(f"seed {seed} appears twice (again in {run}): summarise each seed once")
+            settings.setdefault(_setting(res["config"]), []).append(str(run))
+            auroc = all_sites_auroc(res)
+            row = {"seed": float(seed), **auroc, "auroc": auroc["federated"] / auroc["pooled"]}
+            row["wall"] = res["federation_overhead"]["ratio"]
+            again = run / "noise-floor" / "results.json"
+            if again.is_file():
+                row["pooled_again"] = all_sites_auroc(json.loads(again.read_text()))["pooled"]
+                row["noise"] = row["pooled_again"] / auroc["pooled"]
+            rows[seed] = row
+    if len(settings) > 1:
+        groups = "; ".join(f"{runs[0]} and {len(runs) - 1} more" for runs in settings.values())
+        raise ValueError(f"these runs differ in more than the seed, so they cannot be pooled: {groups}")
+    if not rows:
+        raise FileNotFoundError(f"no finished seed-*/results.json under {', '.join(map(str, folders))}")
+    return [rows[s] for s in sorted(rows)]
+
+
+def _setting(config: dict[str, Any]) -> str:
+    """A run's configuration without what differs between seeds of one benchmark."""
+    reduced = {
+        **config,
+        "cohort": {**config["cohort"], "seed": None},
+        "train": {**config["train"], "seed": None},
+        "data_dir": None,
+        "out_dir": None,
+    }
+    return json.dumps(reduced, sort_keys=True)
 
 
 def summarise_ratios(values: np.ndarray) -> str:
@@ -89,7 +168,7 @@ def summarise_ratios(values: np.ndarray) -> str:
 
 
 def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
-    """One seed's runs and their printout; returns the ratios: ``wall``, ``auroc`` (and ``noise``)."""
+    """One seed's runs and their printout; returns the row :func:`read_seed_runs` would read back."""
     from common.cohort import default_data_dir, ensure_synthetic_cohort
     from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
     from common.data import load_split
@@ -171,8 +250,9 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
         f"  test AUROC, all hospitals: federated {auroc['federated']:.3f}, pooled {auroc['pooled']:.3f} "
         f"(ratio {auroc['federated'] / auroc['pooled']:.3f})"
     )
-    out_ratios = {"wall": fed / pooled, "auroc": auroc["federated"] / auroc["pooled"]}
+    out_ratios = {"seed": float(seed), **auroc, "wall": fed / pooled, "auroc": auroc["federated"] / auroc["pooled"]}
     if reseeded is not None:
+        out_ratios["pooled_again"] = reseeded
         out_ratios["noise"] = reseeded / auroc["pooled"]
         print(
             f"  noise floor: pooled again with training seed {seed + NOISE_FLOOR_SEED_OFFSET}: {reseeded:.3f} "

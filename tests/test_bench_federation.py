@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
 
 from common.config import RunConfig, TrainConfig
 
@@ -46,3 +48,61 @@ def test_noise_floor_retrains_only_the_pooled_arm_with_another_training_seed(tmp
     assert again.train == cfg.train.model_copy(update={"seed": 1003})
     assert again.arms == ("pooled",)
     assert again.out_dir == tmp_path / "noise-floor"
+
+
+def _write_seed(
+    folder: Path, seed: int, fed: float, pooled: float, *, again: float | None = None, rounds: int = 15
+) -> None:
+    """A finished benchmark seed as ``run_comparison`` leaves it (only the fields the summary reads)."""
+    config = {
+        "cohort": {"seed": seed},
+        "train": {"seed": seed},
+        "federated": {"rounds": rounds},
+        "out_dir": str(folder),
+    }
+    scores = [{"arm": arm, "test_site": "all", "auroc": a} for arm, a in (("federated", fed), ("pooled", pooled))]
+    scores.append({"arm": "federated", "test_site": "hospital_a", "auroc": 0.5})
+    run = folder / f"seed-{seed}"
+    (run / "noise-floor").mkdir(parents=True)
+    (run / "results.json").write_text(
+        json.dumps({"config": config, "scores": scores, "federation_overhead": {"ratio": 1.2}})
+    )
+    if again is not None:
+        pooled_again = {"config": config, "scores": [{"arm": "pooled", "test_site": "all", "auroc": again}]}
+        (run / "noise-floor" / "results.json").write_text(json.dumps(pooled_again))
+
+
+def test_summary_pools_finished_seeds_of_several_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: two invocations' folders, one with an unfinished seed
+    _write_seed(tmp_path / "a", 2, 0.9, 0.8, again=0.84)
+    _write_seed(tmp_path / "a", 0, 0.8, 0.8)
+    (tmp_path / "b" / "seed-7").mkdir(parents=True)
+    _write_seed(tmp_path / "b", 1, 0.6, 0.8)
+    bench = _bench()
+
+    # Execute
+    rows = bench.read_seed_runs([tmp_path / "a", tmp_path / "b"])
+
+    # Assert: seed order, AUROC over all hospitals, the noise floor only where it was run
+    assert [r["seed"] for r in rows] == [0.0, 1.0, 2.0]
+    assert [r["auroc"] for r in rows] == pytest.approx([1.0, 0.75, 1.125])
+    assert rows[2]["noise"] == pytest.approx(1.05) and "noise" not in rows[0]
+    assert "skipped" in capsys.readouterr().out
+    summary = bench.summary_over_seeds(rows)
+    assert "mean test AUROC: federated 0.767, pooled 0.800 (ratio of the means 0.958)" in summary
+    assert "test AUROC ratio, federated / pooled     mean 0.958" in summary
+    assert "noise floor" not in summary  # one seed has no spread
+
+
+def test_summary_refuses_seeds_run_with_other_settings_or_twice(tmp_path: Path) -> None:
+    _write_seed(tmp_path / "a", 0, 0.8, 0.8)
+    _write_seed(tmp_path / "b", 1, 0.8, 0.8, rounds=5)
+    _write_seed(tmp_path / "c", 0, 0.7, 0.8)
+    bench = _bench()
+
+    with pytest.raises(ValueError, match="differ in more than the seed"):
+        bench.read_seed_runs([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ValueError, match="seed 0 appears twice"):
+        bench.read_seed_runs([tmp_path / "a", tmp_path / "c"])
+    with pytest.raises(FileNotFoundError, match="no benchmark output folder"):
+        bench.read_seed_runs([tmp_path / "missing"])
