@@ -93,6 +93,12 @@ def summary_over_seeds(rows: Sequence[dict[str, float]]) -> str:
             lines.append(f"  {name:<40} {summarise_ratios(np.array(values))}")
     fed, pooled = (np.mean([r[arm] for r in rows]) for arm in ("federated", "pooled"))
     lines.append(f"  mean test AUROC: federated {fed:.3f}, pooled {pooled:.3f} (ratio of the means {fed / pooled:.3f})")
+    for label, key in (("best (the round or epoch each arm keeps)", "val"), ("after the last pass", "last_val")):
+        fed_val, pooled_val = (np.array([r[f"{key}_{arm}"] for r in rows]) for arm in ("federated", "pooled"))
+        lines.append(
+            f"  validation AUROC, {label}: federated {fed_val.mean():.3f}, pooled {pooled_val.mean():.3f}; "
+            f"federated lower at {int((fed_val < pooled_val).sum())} of {len(rows)} seeds"
+        )
     return "\n".join(lines)
 
 
@@ -128,7 +134,7 @@ def read_seed_runs(folders: Sequence[Path]) -> list[dict[str, float]]:
                 raise ValueError(f"seed {seed} appears twice (again in {run}): summarise each seed once")
             settings.setdefault(_setting(res["config"]), []).append(str(run))
             auroc = all_sites_auroc(res)
-            row = {"seed": float(seed), **auroc, "auroc": auroc["federated"] / auroc["pooled"]}
+            row = {"seed": float(seed), **auroc, **val_auroc(res), "auroc": auroc["federated"] / auroc["pooled"]}
             row["wall"] = res["federation_overhead"]["ratio"]
             again = run / "noise-floor" / "results.json"
             if again.is_file():
@@ -250,7 +256,8 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
         f"  test AUROC, all hospitals: federated {auroc['federated']:.3f}, pooled {auroc['pooled']:.3f} "
         f"(ratio {auroc['federated'] / auroc['pooled']:.3f})"
     )
-    out_ratios = {"seed": float(seed), **auroc, "wall": fed / pooled, "auroc": auroc["federated"] / auroc["pooled"]}
+    out_ratios = {"seed": float(seed), **auroc, **val_auroc(res), "wall": fed / pooled}
+    out_ratios["auroc"] = auroc["federated"] / auroc["pooled"]
     if reseeded is not None:
         out_ratios["pooled_again"] = reseeded
         out_ratios["noise"] = reseeded / auroc["pooled"]
@@ -270,6 +277,23 @@ def noise_floor_config(cfg: RunConfig) -> RunConfig:
             "out_dir": cfg.out_dir / "noise-floor",
         }
     )
+
+
+def val_auroc(results: dict[str, Any]) -> dict[str, float]:
+    """Each arm's validation AUROC over all training hospitals (GAH), best and after the last pass.
+
+    The best one picks the model an arm keeps; as the maximum of a noisy curve it flatters the arm whose
+    curve is noisier, which the last pass does not.
+    """
+    curves = results["curves"]["gah"]
+    fed = [r["val"]["pooled"]["auroc"] for r in curves["federated"]]
+    pooled = [e["val_auroc"] for e in curves["pooled"]]
+    return {
+        "val_federated": max(fed),
+        "val_pooled": max(pooled),
+        "last_val_federated": fed[-1],
+        "last_val_pooled": pooled[-1],
+    }
 
 
 def all_sites_auroc(results: dict[str, Any]) -> dict[str, float]:

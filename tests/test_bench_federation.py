@@ -62,11 +62,15 @@ def _write_seed(
     }
     scores = [{"arm": arm, "test_site": "all", "auroc": a} for arm, a in (("federated", fed), ("pooled", pooled))]
     scores.append({"arm": "federated", "test_site": "hospital_a", "auroc": 0.5})
+    # Validation curves: federated best = its test AUROC, last 0.05 lower; pooled best = its test AUROC, last 0.2 lower
+    curves = {
+        "federated": [{"val": {"pooled": {"auroc": a}}} for a in (fed - 0.1, fed, fed - 0.05)],
+        "pooled": [{"val_auroc": a} for a in (pooled, pooled - 0.2)],
+    }
     run = folder / f"seed-{seed}"
     (run / "noise-floor").mkdir(parents=True)
-    (run / "results.json").write_text(
-        json.dumps({"config": config, "scores": scores, "federation_overhead": {"ratio": 1.2}})
-    )
+    results = {"config": config, "scores": scores, "federation_overhead": {"ratio": 1.2}, "curves": {"gah": curves}}
+    (run / "results.json").write_text(json.dumps(results))
     if again is not None:
         pooled_again = {"config": config, "scores": [{"arm": "pooled", "test_site": "all", "auroc": again}]}
         (run / "noise-floor" / "results.json").write_text(json.dumps(pooled_again))
@@ -92,6 +96,10 @@ def test_summary_pools_finished_seeds_of_several_runs(tmp_path: Path, capsys: py
     assert "mean test AUROC: federated 0.767, pooled 0.800 (ratio of the means 0.958)" in summary
     assert "test AUROC ratio, federated / pooled     mean 0.958" in summary
     assert "noise floor" not in summary  # one seed has no spread
+    assert (
+        "best (the round or epoch each arm keeps): federated 0.767, pooled 0.800; federated lower at 1 of 3" in summary
+    )
+    assert "after the last pass: federated 0.717, pooled 0.600; federated lower at 1 of 3 seeds" in summary
 
 
 def test_summary_refuses_seeds_run_with_other_settings_or_twice(tmp_path: Path) -> None:
