@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_federation.py [--clients 3] [--rounds 15] [--local-epochs 1] [--strategy fedavg]
        [--local-batch-size B] [--server-lr LR] [--server-momentum M] [--n-ecgs N] [--model conv_bilstm_attn]
-       [--seeds 0 1 2] [--noise-floor] [--out DIR]
+       [--seeds 0 1 2] [--noise-floor] [--keep-cohorts] [--out DIR]
        python benchmarks/bench_federation.py --summary DIR [DIR ...]
 
 Runs, in one process and on the same synthetic GAH fold, the federated arm (Flower simulation,
@@ -20,6 +20,9 @@ estimate. ``--noise-floor`` also trains the pooled arm a second time with anothe
 (same cohort, splits and passes) and prints pooled/pooled AUROC: how far two runs of the very
 same method differ, the yardstick for reading one federated/pooled ratio.
 
+Each seed's cohort takes about 0.8 GB on disk at the default size, so a cohort the benchmark
+generated is deleted after its seed unless ``--keep-cohorts``; one that was already there is kept.
+
 ``--summary`` reads the ``--out`` folders of earlier runs instead (every finished ``seed-*`` in them;
 they must share every setting but the seed) and prints the per-seed AUROCs and the same summary over
 all of them, so seeds run in several invocations can be pooled.
@@ -30,10 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "--noise-floor", action="store_true", help="also retrain pooled with another training seed: pooled/pooled AUROC"
     )
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--keep-cohorts", action="store_true", help="keep the cohorts generated here (0.8 GB per seed)")
     p.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     p.add_argument("--summary", type=Path, nargs="+", default=None, help="summarise the --out folders of earlier runs")
     args = p.parse_args(argv)
@@ -175,7 +181,7 @@ def summarise_ratios(values: np.ndarray) -> str:
 
 def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
     """One seed's runs and their printout; returns the row :func:`read_seed_runs` would read back."""
-    from common.cohort import default_data_dir, ensure_synthetic_cohort
+    from common.cohort import default_data_dir, ensure_synthetic_cohort, synthetic_cohort_dir
     from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
     from common.data import load_split
     from common.experiment import run_comparison
@@ -193,7 +199,11 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
         server_lr=args.server_lr,
         server_momentum=args.server_momentum,
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    data_dir = (args.data_dir or default_data_dir()).resolve()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        generated_cohort(synthetic_cohort_dir(cohort, data_dir), keep=args.keep_cohorts),
+    ):
         out = (args.out / f"seed-{seed}" if args.out else Path(tmp)).resolve()
         cfg = RunConfig(
             cohort=cohort,
@@ -201,7 +211,7 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
             federated=federated,
             arms=("federated", "pooled"),
             n_boot=10,  # scoring is outside both timings; keep it short
-            data_dir=(args.data_dir or default_data_dir()).resolve(),
+            data_dir=data_dir,
             out_dir=out,
         )
         stores = ensure_synthetic_cohort(cfg.cohort, cfg.data_dir)
@@ -266,6 +276,17 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
             f"(pooled / pooled {out_ratios['noise']:.3f})"
         )
     return out_ratios
+
+
+@contextmanager
+def generated_cohort(cohort_dir: Path, *, keep: bool) -> Iterator[None]:
+    """Delete ``cohort_dir`` on exit if it did not exist on entry (a benchmark of many seeds fills the disk)."""
+    existed = cohort_dir.exists()
+    try:
+        yield
+    finally:
+        if not existed and not keep and cohort_dir.exists():
+            shutil.rmtree(cohort_dir)
 
 
 def noise_floor_config(cfg: RunConfig) -> RunConfig:

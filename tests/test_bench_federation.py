@@ -114,3 +114,16 @@ def test_summary_refuses_seeds_run_with_other_settings_or_twice(tmp_path: Path) 
         bench.read_seed_runs([tmp_path / "a", tmp_path / "c"])
     with pytest.raises(FileNotFoundError, match="no benchmark output folder"):
         bench.read_seed_runs([tmp_path / "missing"])
+
+
+def test_a_cohort_the_benchmark_generated_is_deleted_unless_kept(tmp_path: Path) -> None:
+    bench = _bench()
+    new, old, kept = tmp_path / "new", tmp_path / "old", tmp_path / "kept"
+    old.mkdir()
+
+    for folder, keep in ((new, False), (old, False), (kept, True)):
+        with bench.generated_cohort(folder, keep=keep):
+            (folder / "hospital_a").mkdir(parents=True, exist_ok=True)
+
+    assert not new.exists()
+    assert (old / "hospital_a").is_dir() and (kept / "hospital_a").is_dir()
