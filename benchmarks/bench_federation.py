@@ -266,16 +266,16 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
         f"  test AUROC, all hospitals: federated {auroc['federated']:.3f}, pooled {auroc['pooled']:.3f} "
         f"(ratio {auroc['federated'] / auroc['pooled']:.3f})"
     )
-    out_ratios = {"seed": float(seed), **auroc, **val_auroc(res), "wall": fed / pooled}
-    out_ratios["auroc"] = auroc["federated"] / auroc["pooled"]
+    row = {"seed": float(seed), **auroc, **val_auroc(res), "wall": fed / pooled}
+    row["auroc"] = auroc["federated"] / auroc["pooled"]
     if reseeded is not None:
-        out_ratios["pooled_again"] = reseeded
-        out_ratios["noise"] = reseeded / auroc["pooled"]
+        row["pooled_again"] = reseeded
+        row["noise"] = reseeded / auroc["pooled"]
         print(
             f"  noise floor: pooled again with training seed {seed + NOISE_FLOOR_SEED_OFFSET}: {reseeded:.3f} "
-            f"(pooled / pooled {out_ratios['noise']:.3f})"
+            f"(pooled / pooled {row['noise']:.3f})"
         )
-    return out_ratios
+    return row
 
 
 @contextmanager
