@@ -139,14 +139,9 @@ def read_seed_runs(folders: Sequence[Path]) -> list[dict[str, float]]:
             if seed in rows:
                 raise ValueError(f"seed {seed} appears twice (again in {run}): summarise each seed once")
             settings.setdefault(_setting(res["config"]), []).append(str(run))
-            auroc = all_sites_auroc(res)
-            row = {"seed": float(seed), **auroc, **val_auroc(res), "auroc": auroc["federated"] / auroc["pooled"]}
-            row["wall"] = res["federation_overhead"]["ratio"]
             again = run / "noise-floor" / "results.json"
-            if again.is_file():
-                row["pooled_again"] = all_sites_auroc(json.loads(again.read_text()))["pooled"]
-                row["noise"] = row["pooled_again"] / auroc["pooled"]
-            rows[seed] = row
+            pooled_again = all_sites_auroc(json.loads(again.read_text()))["pooled"] if again.is_file() else None
+            rows[seed] = seed_row(res, pooled_again)
     if len(settings) > 1:
         groups = "; ".join(f"{runs[0]} and {len(runs) - 1} more" for runs in settings.values())
         raise ValueError(f"these runs differ in more than the seed, so they cannot be pooled: {groups}")
@@ -180,7 +175,7 @@ def summarise_ratios(values: np.ndarray) -> str:
 
 
 def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
-    """One seed's runs and their printout; returns the row :func:`read_seed_runs` would read back."""
+    """One seed's runs and their printout; returns its :func:`seed_row`."""
     from common.cohort import default_data_dir, ensure_synthetic_cohort, synthetic_cohort_dir
     from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
     from common.data import load_split
@@ -266,11 +261,8 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
         f"  test AUROC, all hospitals: federated {auroc['federated']:.3f}, pooled {auroc['pooled']:.3f} "
         f"(ratio {auroc['federated'] / auroc['pooled']:.3f})"
     )
-    row = {"seed": float(seed), **auroc, **val_auroc(res), "wall": fed / pooled}
-    row["auroc"] = auroc["federated"] / auroc["pooled"]
+    row = seed_row(res, reseeded)
     if reseeded is not None:
-        row["pooled_again"] = reseeded
-        row["noise"] = reseeded / auroc["pooled"]
         print(
             f"  noise floor: pooled again with training seed {seed + NOISE_FLOOR_SEED_OFFSET}: {reseeded:.3f} "
             f"(pooled / pooled {row['noise']:.3f})"
@@ -298,6 +290,22 @@ def noise_floor_config(cfg: RunConfig) -> RunConfig:
             "out_dir": cfg.out_dir / "noise-floor",
         }
     )
+
+
+def seed_row(results: dict[str, Any], pooled_again: float | None) -> dict[str, float]:
+    """One seed's summary row from its ``run_comparison`` results (and the reseeded pooled AUROC, if run)."""
+    auroc = all_sites_auroc(results)
+    row = {
+        "seed": float(results["config"]["cohort"]["seed"]),
+        **auroc,
+        **val_auroc(results),
+        "auroc": auroc["federated"] / auroc["pooled"],
+        "wall": results["federation_overhead"]["ratio"],
+    }
+    if pooled_again is not None:
+        row["pooled_again"] = pooled_again
+        row["noise"] = pooled_again / auroc["pooled"]
+    return row
 
 
 def val_auroc(results: dict[str, Any]) -> dict[str, float]:
