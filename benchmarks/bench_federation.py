@@ -176,11 +176,11 @@ def summarise_ratios(values: np.ndarray) -> str:
 
 def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
     """One seed's runs and their printout; returns its :func:`seed_row`."""
-    from common.cohort import default_data_dir, ensure_synthetic_cohort, synthetic_cohort_dir
     from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
-    from common.data import load_split
-    from common.experiment import run_comparison
-    from common.splits import SPLITS
+    from common.data.arrays import load_split
+    from common.data.splits import SPLITS
+    from common.experiments.comparison import run_comparison
+    from common.synthetic.cohort import default_data_dir, ensure_synthetic_cohort, synthetic_cohort_dir
     from sim.simulation import run_federation
 
     cohort = CohortConfig(seed=seed, n_sites=args.clients)
@@ -327,7 +327,7 @@ def val_auroc(results: dict[str, Any]) -> dict[str, float]:
 
 def all_sites_auroc(results: dict[str, Any]) -> dict[str, float]:
     """Each arm's test AUROC over all hospitals from ``run_comparison``'s results."""
-    from common.experiment import ALL_SITES
+    from common.experiments.comparison import ALL_SITES
 
     return {s["arm"]: s["auroc"] for s in results["scores"] if s["test_site"] == ALL_SITES}
 

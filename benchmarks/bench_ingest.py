@@ -23,12 +23,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from common.cohort import ensure_synthetic_site
     from common.config import CohortConfig
-    from common.data import load_split
-    from common.ingest import IngestConfig, ingest
-    from common.readers.ptbxl import PtbxlSource
-    from common.wfdb_export import export_wfdb
+    from common.data.arrays import load_split
+    from common.data.ingest import IngestConfig, ingest
+    from common.data.readers.ptbxl import PtbxlSource
+    from common.data.wfdb_export import export_wfdb
+    from common.synthetic.cohort import ensure_synthetic_site
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

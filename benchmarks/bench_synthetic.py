@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full-cohort", type=int, default=0, help="also time a whole N-ECG cohort into the store")
     args = p.parse_args(argv)
 
-    from common.cohort import ensure_synthetic_cohort
     from common.config import CohortConfig
-    from common.synthetic import CHUNK, plan_site, render_chunk
+    from common.synthetic.cohort import ensure_synthetic_cohort
+    from common.synthetic.generator import CHUNK, plan_site, render_chunk
 
     cfg = CohortConfig(n_ecgs=max(3 * args.n * 3, 3000))
     print(f"{'fs (Hz)':>8} {'ECGs':>6} {'seconds':>8} {'ECG/s':>8}")

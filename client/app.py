@@ -1,4 +1,4 @@
-"""Flower ClientApp: one hospital. Translates messages to :mod:`common.federated` calls.
+"""Flower ClientApp: one hospital. Translates messages to :mod:`common.federation.hospital` calls.
 
 Only the model's weights and aggregate counts leave the hospital: the training reply carries
 weights and ``num-examples``/loss; the evaluation reply carries score histograms and confusion
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from common import protocol as P
-from common.federated import local_evaluate, local_train, round_seed, site_split
-from common.protocol import RunSettings, settings_from_run_config
+from common.federation import protocol as P
+from common.federation.hospital import local_evaluate, local_train, round_seed, site_split
+from common.federation.protocol import RunSettings, settings_from_run_config
 
 MetricValue = int | float | list[int] | list[float]
 

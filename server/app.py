@@ -12,11 +12,11 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from common import histograms as H
-from common import protocol as P
-from common.engine import load_checkpoint, seed_everything
+from common.federation import histograms as H
+from common.federation import protocol as P
+from common.federation.protocol import settings_from_run_config
 from common.models import create_model
-from common.protocol import settings_from_run_config
+from common.training.engine import load_checkpoint, seed_everything
 from server.checkpoints import RoundTracker, histogram_summary, histograms_by_site
 from server.strategies import create_strategy, load_server_state, server_state
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
-from common import histograms as H
-from common import protocol as P
-from common.engine import load_checkpoint, save_checkpoint
+from common.federation import histograms as H
+from common.federation import protocol as P
+from common.training.engine import load_checkpoint, save_checkpoint
 
 SERVER_STATE: Final[str] = "server_state.pt"
 

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_source(args: argparse.Namespace) -> Any:
     if args.kind == "ptbxl":
-        from common.readers.ptbxl import ptbxl_source
+        from common.data.readers.ptbxl import ptbxl_source
 
         filtered = args.filtered.resolve() if args.filtered else None
         return ptbxl_source(
@@ -63,10 +63,10 @@ def make_source(args: argparse.Namespace) -> Any:
             hospital_column=args.hospital,
         )
     if args.kind == "challenge":
-        from common.readers.challenge import ChallengeSource
+        from common.data.readers.challenge import ChallengeSource
 
         return ChallengeSource(root=args.root.resolve(), label=args.label)
-    from common.readers.manifest import ManifestSource
+    from common.data.readers.manifest import ManifestSource
 
     return ManifestSource(path=args.csv.resolve())
 
@@ -74,10 +74,10 @@ def make_source(args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from common.cohort import default_data_dir
-    from common.ingest import IngestConfig, ingest, site_table
-    from common.preprocess import PreprocessConfig
-    from common.store import StoreError
+    from common.data.ingest import IngestConfig, ingest, site_table
+    from common.data.preprocess import PreprocessConfig
+    from common.data.store import StoreError
+    from common.synthetic.cohort import default_data_dir
 
     cfg = IngestConfig(
         preprocess=PreprocessConfig(target_fs=args.target_fs, normalise=args.normalise, notch_hz=args.notch),

@@ -82,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the simulation's state database, set up each run
     from pydantic import ValidationError
 
-    from common.cohort import default_data_dir, ensure_synthetic_cohort
     from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
-    from common.datasets import real_data
-    from common.experiment import run_comparison
+    from common.data.sources import real_data
+    from common.experiments.comparison import run_comparison
+    from common.experiments.report import default_out_dir
     from common.models import UnknownModelError, create_model
-    from common.report import default_out_dir
+    from common.synthetic.cohort import default_data_dir, ensure_synthetic_cohort
     from server.strategies import STRATEGIES
 
     try:

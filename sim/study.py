@@ -55,13 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from common.baselines import FEATURE_BASELINE
-    from common.cohort import default_data_dir
     from common.config import CohortConfig, TrainConfig
-    from common.datasets import PtbxlDataset, open_stores, pooled_split
-    from common.ingest import site_table
+    from common.data.ingest import site_table
+    from common.data.sources import PtbxlDataset, open_stores, pooled_split
+    from common.experiments.study import run_study
     from common.models import list_models
-    from common.study import run_study
+    from common.models.feature_baseline import FEATURE_BASELINE
+    from common.synthetic.cohort import default_data_dir
 
     known = (*list_models(), FEATURE_BASELINE)
     models = list(known) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]

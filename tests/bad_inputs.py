@@ -2,7 +2,7 @@
 
 :func:`build_corpus` writes WFDB records into a folder and a manifest CSV (the format a hospital
 uses) whose ``expected`` column says what ingest must do with each record: ``stored`` or the
-:class:`~common.readers.base.QCReason` value it is counted under.
+:class:`~common.data.readers.base.QCReason` value it is counted under.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import wfdb
 
-from common.leads import LEADS
-from common.readers.base import QCReason
+from common.data.leads import LEADS
+from common.data.readers.base import QCReason
 
 FS = 250
 DUR_S = 10.0

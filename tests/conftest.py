@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
 
-from common.cohort import ensure_synthetic_cohort
 from common.config import CohortConfig
-from common.store import SiteStore
+from common.data.store import SiteStore
+from common.synthetic.cohort import ensure_synthetic_cohort
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.baselines import FeatureBaseline
 from common.config import CohortConfig
-from common.data import EcgArrays
-from common.features import FEATURE_NAMES
-from common.metrics import auroc
-from common.preprocess import demographics
-from common.synthetic import plan_site, render_chunk
+from common.data.arrays import EcgArrays
+from common.data.preprocess import demographics
+from common.evaluation.metrics import auroc
+from common.models.feature_baseline import FeatureBaseline
+from common.models.features import FEATURE_NAMES
+from common.synthetic.generator import plan_site, render_chunk
 
 
 def _arrays(start: int, stop: int) -> EcgArrays:

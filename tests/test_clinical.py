@@ -9,31 +9,14 @@ import pytest
 from scipy import stats
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
-from common.clinical import (
-    ABSTRACT_LABELS,
-    BootstrapCI,
-    age_band,
-    bootstrap_auroc_ci,
-    bootstrap_ci,
-    brier_score,
-    clinical_summary,
-    delong_test,
-    expected_calibration_error,
-    paired_bootstrap_test,
-    plot_pr,
-    plot_reliability,
-    reliability_curve,
-    sex_code,
-    subgroup_aurocs,
-    summary_markdown,
-    summary_markdown_rows,
-    threshold_metrics,
-    weighted_auprc,
-    weighted_auroc,
-    youden_point,
-    youden_threshold,
-)
-from common.metrics import MetricError, auprc, auroc
+from common.evaluation.bootstrap import BootstrapCI, bootstrap_ci
+from common.evaluation.calibration import brier_score, expected_calibration_error, reliability_curve
+from common.evaluation.comparisons import delong_test, paired_bootstrap_test
+from common.evaluation.metrics import MetricError, auprc, auroc, youden_point, youden_threshold
+from common.evaluation.plots import plot_pr, plot_reliability
+from common.evaluation.subgroups import age_band, sex_code, subgroup_aurocs
+from common.evaluation.summary import ABSTRACT_LABELS, clinical_summary, summary_markdown, summary_markdown_rows
+from common.evaluation.thresholds import threshold_metrics
 
 
 def _scored(n: int, seed: int, shift: float = 1.0, prevalence: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +39,7 @@ def test_bootstrap_point_estimates_are_sklearns() -> None:
     y, s = _scored(300, seed=1)
     pid = np.arange(300) // 3
     # Execute
-    roc = bootstrap_auroc_ci(y, s, pid, n_boot=200)
+    roc = bootstrap_ci("auroc", y, s, pid, n_boot=200)
     pr = bootstrap_ci("auprc", y, s, pid, n_boot=200)
     # Assert
     assert roc.estimate == pytest.approx(roc_auc_score(y, s), abs=1e-15)
@@ -75,8 +58,8 @@ def test_weighted_kernels_equal_sklearn_with_sample_weight(seed: int) -> None:
     w = rng.integers(0, 4, 400).astype(float)
     w[:2] = 1.0
     # Execute / Assert
-    assert weighted_auroc(y, s, w) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
-    assert weighted_auprc(y, s, w) == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=1e-12)
+    assert auroc(y, s, w) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+    assert auprc(y, s, w) == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=1e-12)
 
 
 def test_fast_path_draws_the_same_replicates_as_a_metric_function() -> None:
@@ -98,8 +81,8 @@ def test_ci_brackets_the_estimate_and_narrows_with_more_patients() -> None:
     y_small, s_small = _scored(200, seed=3)
     y_big, s_big = _scored(2000, seed=3)
     # Execute
-    small = bootstrap_auroc_ci(y_small, s_small, np.arange(200), n_boot=400)
-    big = bootstrap_auroc_ci(y_big, s_big, np.arange(2000), n_boot=400)
+    small = bootstrap_ci("auroc", y_small, s_small, np.arange(200), n_boot=400)
+    big = bootstrap_ci("auroc", y_big, s_big, np.arange(2000), n_boot=400)
     # Assert
     for ci in (small, big):
         assert ci.lower is not None and ci.upper is not None
@@ -114,8 +97,8 @@ def test_patient_resampling_widens_the_ci_when_ecgs_repeat_within_patients() -> 
     by_patient = np.repeat(np.arange(400), 2)
     as_if_independent = np.arange(800)
     # Execute
-    clustered = bootstrap_auroc_ci(y, s, by_patient, n_boot=500, seed=1)
-    naive = bootstrap_auroc_ci(y, s, as_if_independent, n_boot=500, seed=1)
+    clustered = bootstrap_ci("auroc", y, s, by_patient, n_boot=500, seed=1)
+    naive = bootstrap_ci("auroc", y, s, as_if_independent, n_boot=500, seed=1)
     # Assert: same point estimate, about sqrt(2) wider interval
     assert clustered.estimate == naive.estimate
     assert _width(clustered) > 1.2 * _width(naive)
@@ -125,7 +108,7 @@ def test_one_class_replicates_are_skipped_and_counted() -> None:
     # Prepare: two patients, one positive ECG each side; a replicate draws AA, AB, BA or BB
     y, s, pid = np.array([1, 0]), np.array([0.9, 0.1]), np.array(["A", "B"])
     # Execute
-    ci = bootstrap_auroc_ci(y, s, pid, n_boot=1000, seed=0)
+    ci = bootstrap_ci("auroc", y, s, pid, n_boot=1000, seed=0)
     # Assert
     assert ci.n_valid + ci.n_skipped == 1000
     assert 400 < ci.n_skipped < 600
@@ -134,9 +117,9 @@ def test_one_class_replicates_are_skipped_and_counted() -> None:
 
 def test_bootstrap_rejects_one_class_and_missing_patients() -> None:
     with pytest.raises(MetricError, match="both classes"):
-        bootstrap_auroc_ci(np.zeros(5), np.arange(5.0), np.arange(5))
+        bootstrap_ci("auroc", np.zeros(5), np.arange(5.0), np.arange(5))
     with pytest.raises(MetricError, match="patient ids are missing"):
-        bootstrap_auroc_ci(np.array([0, 1]), np.array([0.1, 0.2]), np.array(["a", None], dtype=object))
+        bootstrap_ci("auroc", np.array([0, 1]), np.array([0.1, 0.2]), np.array(["a", None], dtype=object))
 
 
 # ------------------------------------------------------------------------------------------------ threshold

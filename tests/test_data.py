@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import data as D
-from common.cohort import ensure_synthetic_site
-from common.store import SiteStore
+from common.data import arrays as D
+from common.data.store import SiteStore
+from common.synthetic.cohort import ensure_synthetic_site
 
 from .conftest import TINY
 
@@ -52,7 +52,7 @@ def test_cache_files_differ_by_split_rate_and_records(store: SiteStore) -> None:
 def test_an_unwritable_store_loads_uncached_with_a_warning(store: SiteStore, caplog: pytest.LogCaptureFixture) -> None:
     (store.path / D.CACHE_DIR).write_text("not a folder")  # so the cache folder cannot be made
 
-    with caplog.at_level(logging.WARNING, logger="common.data"):
+    with caplog.at_level(logging.WARNING, logger="common.data.arrays"):
         val = D.load_split(store, "val", 100)
 
     assert "using them uncached" in caplog.text

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from common.config import TrainConfig
-from common.data import EcgArrays, concat, load_split
-from common.engine import cosine_factor, fit, predict, train_epochs
-from common.metrics import MetricError
+from common.data.arrays import EcgArrays, concat, load_split
+from common.data.store import SiteStore
+from common.evaluation.metrics import MetricError
 from common.models import create_model
-from common.store import SiteStore
+from common.training.engine import cosine_factor, fit, predict, train_epochs
 
 CFG = TrainConfig(epochs=3, batch_size=16, lr=3e-3, seed=0, num_threads=1)
 
@@ -81,7 +81,7 @@ def test_sites_at_different_rates_pool_after_resampling(tiny_cohort: list[SiteSt
 
 
 def test_focal_loss_matches_a_hand_computed_case() -> None:
-    from common.engine import FocalLoss
+    from common.training.engine import FocalLoss
 
     logits, y = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0])
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
@@ -94,7 +94,7 @@ def test_focal_loss_matches_a_hand_computed_case() -> None:
 
 
 def test_random_crops_are_windows_of_the_record() -> None:
-    from common.engine import random_crops
+    from common.training.engine import random_crops
 
     x = torch.arange(2 * 3 * 10, dtype=torch.float32).reshape(2, 3, 10)
 
@@ -107,7 +107,7 @@ def test_random_crops_are_windows_of_the_record() -> None:
 
 
 def test_windows_cover_the_record_and_predictions_aggregate_them() -> None:
-    from common.engine import window_starts
+    from common.training.engine import window_starts
 
     assert window_starts(1000, 250) == [0, 125, 250, 375, 500, 625, 750]
     assert window_starts(1000, 300)[-1] == 700
@@ -125,7 +125,7 @@ def test_windows_cover_the_record_and_predictions_aggregate_them() -> None:
 
 
 def test_early_stopping_and_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from common.engine import load_checkpoint
+    from common.training.engine import load_checkpoint
 
     torch.manual_seed(0)
     model = create_model("cnn1d")

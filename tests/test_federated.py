@@ -10,12 +10,12 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
 from client.app import make_client_app
-from common import histograms as H
-from common import protocol as P
 from common.config import TrainConfig
-from common.federated import local_train, round_seed
+from common.data.store import SiteStore
+from common.federation import histograms as H
+from common.federation import protocol as P
+from common.federation.hospital import local_train, round_seed
 from common.models import create_model
-from common.store import SiteStore
 
 from .conftest import TINY
 from .test_engine import _toy
@@ -140,7 +140,7 @@ def test_later_rounds_train_with_the_cosine_decayed_learning_rate() -> None:
 
 
 def test_fedprox_term_value_is_half_mu_squared_norm() -> None:
-    from common.engine import proximal_term
+    from common.training.engine import proximal_term
 
     params = [torch.tensor([1.0, 2.0]), torch.tensor([[0.5]])]
     anchor = [torch.tensor([0.0, 0.0]), torch.tensor([[1.5]])]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from common import histograms as H
+from common.federation import histograms as H
 
 
 def _scores(n: int, prevalence: float, seed: int, sep: float = 1.5) -> tuple[np.ndarray, np.ndarray]:

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.data import load_split, site_train_stats
-from common.ingest import REPORT_FILE, REPORT_TABLE, SETTINGS_FILE, IngestConfig, check_positives, ingest
-from common.preprocess import PreprocessConfig, bandpass, preprocess_signal
-from common.readers.manifest import ManifestSource
-from common.readers.ptbxl import PtbxlSource
-from common.store import SiteStore, StoreError
-from common.wfdb_export import export_wfdb
+from common.data.arrays import load_split, site_train_stats
+from common.data.ingest import REPORT_FILE, REPORT_TABLE, SETTINGS_FILE, IngestConfig, check_positives, ingest
+from common.data.preprocess import PreprocessConfig, bandpass, preprocess_signal
+from common.data.readers.manifest import ManifestSource
+from common.data.readers.ptbxl import PtbxlSource
+from common.data.store import SiteStore, StoreError
+from common.data.wfdb_export import export_wfdb
 
 from .bad_inputs import FS, _write, build_corpus, ecg
 
@@ -162,7 +162,7 @@ def test_check_positives_names_site_and_split(tiny_cohort: list[SiteStore]) -> N
 
 
 def test_cache_key_follows_the_files(tmp_path: Path) -> None:
-    from common.ingest import _fingerprint
+    from common.data.ingest import _fingerprint
 
     _write(tmp_path, "a", ecg(1))
     _write(tmp_path, "a1", ecg(2))  # a neighbour whose name starts the same must not count for "a"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.metrics import MetricError, auprc, auroc
+from common.evaluation.metrics import MetricError, auprc, auroc
 
 
 def test_auroc_matches_a_hand_computed_case() -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.preprocess import (
+from common.data.preprocess import (
     PreprocessConfig,
     demographics,
     fixed_length,

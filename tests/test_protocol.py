@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from common import protocol as P
 from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
-from common.experiment import federated_run_config
+from common.experiments.comparison import federated_run_config
+from common.federation import protocol as P
 from server.app import wait_for_hospitals
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.data import load_split
-from common.ingest import REPORT_FILE, IngestConfig, ingest, site_table
-from common.leads import LEADS
-from common.preprocess import PreprocessConfig
-from common.readers.ptbxl import PtbxlCombinedSource, PtbxlFilteredSource, PtbxlSource
+from common.data.arrays import load_split
+from common.data.ingest import REPORT_FILE, IngestConfig, ingest, site_table
+from common.data.leads import LEADS
+from common.data.preprocess import PreprocessConfig
+from common.data.readers.ptbxl import PtbxlCombinedSource, PtbxlFilteredSource, PtbxlSource
 
 from .shared_data import PTBXL, PTBXL_FILTERED, needs_ptbxl, needs_ptbxl_filtered
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from common.leads import LEADS
-from common.readers.base import (
+from common.data.leads import LEADS
+from common.data.readers.base import (
     QCReason,
     RecordError,
     canonical_lead,

@@ -16,9 +16,9 @@ import pytest
 import scipy.io
 import wfdb
 
-from common.leads import LEADS
-from common.readers.base import INDEX_COLUMNS, QCReason, RecordError
-from common.readers.challenge import (
+from common.data.leads import LEADS
+from common.data.readers.base import INDEX_COLUMNS, QCReason, RecordError
+from common.data.readers.challenge import (
     ACUTE_CODES,
     ACUTE_MYOCARDIAL_INFARCTION,
     ANTERIOR_MYOCARDIAL_INFARCTION,
@@ -30,9 +30,9 @@ from common.readers.challenge import (
     ChallengeSource,
     parse_dx,
 )
-from common.readers.download import download_ptbxl
-from common.readers.manifest import ManifestSource
-from common.readers.ptbxl import PtbxlSource
+from common.data.readers.download import download_ptbxl
+from common.data.readers.manifest import ManifestSource
+from common.data.readers.ptbxl import PtbxlSource
 
 RBBB = 59118001  # right bundle branch block: neither MI nor acute
 

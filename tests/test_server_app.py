@@ -5,7 +5,7 @@ from collections.abc import Iterable
 import pytest
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 
-from common import protocol as P
+from common.federation import protocol as P
 from server.app import RecordingGrid
 
 pytestmark = pytest.mark.usefixtures("as_server_task")  # tests build instruction messages

@@ -85,7 +85,7 @@ def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:
 def test_a_manifest_of_hospital_exports_runs_the_comparison(tiny_cohort: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
     import pandas as pd
 
-    from common.wfdb_export import export_wfdb
+    from common.data.wfdb_export import export_wfdb
 
     rows = []
     for store in tiny_cohort:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.engine import load_checkpoint
+from common.training.engine import load_checkpoint
 from sim.simulation import run_federation
 
 from .conftest import TINY

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 
 from common.config import CohortConfig
-from common.splits import patient_split, patient_table
-from common.synthetic import plan_site
+from common.data.splits import patient_split, patient_table
+from common.synthetic.generator import plan_site
 
 
 def test_synthetic_splits_are_patient_disjoint_and_stratified() -> None:
@@ -39,7 +39,7 @@ def test_split_depends_only_on_the_seed() -> None:
 def test_ptbxl_folds_map_to_train_val_test() -> None:
     import pandas as pd
 
-    from common.splits import fold_split
+    from common.data.splits import fold_split
 
     assert fold_split(pd.Series([1, 8, 9, 10])).tolist() == ["train", "train", "val", "test"]
 
@@ -47,7 +47,7 @@ def test_ptbxl_folds_map_to_train_val_test() -> None:
 def test_assign_splits_is_patient_disjoint_per_site_and_seeded() -> None:
     import pandas as pd
 
-    from common.splits import assign_splits
+    from common.data.splits import assign_splits
 
     rng = np.random.default_rng(0)
     index = pd.DataFrame(
@@ -69,7 +69,7 @@ def test_assign_splits_is_patient_disjoint_per_site_and_seeded() -> None:
 def test_small_sites_merge_into_other() -> None:
     import pandas as pd
 
-    from common.splits import merge_small_sites
+    from common.data.splits import merge_small_sites
 
     index = pd.DataFrame({"site": ["a"] * 5 + ["b"] * 2 + ["c"]})
 
@@ -80,7 +80,7 @@ def test_small_sites_merge_into_other() -> None:
 
 
 def test_protocol_folds() -> None:
-    from common.splits import gah_folds, loho_folds
+    from common.data.splits import gah_folds, loho_folds
 
     (gah,) = gah_folds(["a", "b", "c"])
     loho = loho_folds(["a", "b", "c"])

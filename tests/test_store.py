@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.cohort import ensure_synthetic_site
-from common.store import MANIFEST_FILE, SIGNALS_FILE, SiteStore, StoreError, summarise, write_site_store
+from common.data.store import MANIFEST_FILE, SIGNALS_FILE, SiteStore, StoreError, summarise, write_site_store
+from common.synthetic.cohort import ensure_synthetic_site
 
 from .conftest import TINY
 

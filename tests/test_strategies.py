@@ -5,8 +5,8 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, FedTrimmedAvg
 
-from common import protocol as P
 from common.config import FederatedConfig
+from common.federation import protocol as P
 from server.strategies import STRATEGIES, UnknownStrategyError, create_strategy, load_server_state, server_state
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from common.config import TrainConfig
-from common.datasets import pooled_split
-from common.ingest import site_table
-from common.store import SiteStore
-from common.study import ModelRun, run_study
+from common.data.ingest import site_table
+from common.data.sources import pooled_split
+from common.data.store import SiteStore
+from common.experiments.study import ModelRun, run_study
 
 
 def test_study_writes_the_main_and_benchmark_tables(tiny_cohort: list[SiteStore], tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
-from common.cohort import ensure_synthetic_cohort
 from common.config import CohortConfig
-from common.features import FEATURE_NAMES, feature_matrix
-from common.leads import LEAD_INDEX
-from common.store import SIGNALS_FILE, SiteStore
-from common.synthetic import CHUNK, plan_site, render_chunk
+from common.data.leads import LEAD_INDEX
+from common.data.store import SIGNALS_FILE, SiteStore
+from common.models.features import FEATURE_NAMES, feature_matrix
+from common.synthetic.cohort import ensure_synthetic_cohort
+from common.synthetic.generator import CHUNK, plan_site, render_chunk
 
 from .conftest import TINY
 

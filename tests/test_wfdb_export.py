@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import wfdb
 
-from common.leads import LEADS
-from common.store import SiteStore
-from common.wfdb_export import STATEMENTS_FILE, export_wfdb
+from common.data.leads import LEADS
+from common.data.store import SiteStore
+from common.data.wfdb_export import STATEMENTS_FILE, export_wfdb
 
 
 def test_exported_records_read_back_with_wfdb(tiny_cohort: list[SiteStore], tmp_path: Path) -> None:

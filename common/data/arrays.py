@@ -1,0 +1,146 @@
+"""Model-ready arrays from site stores: one split, resampled and filtered, with demographics."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from common.data.preprocess import bandpass, demographics, resample, standardise
+from common.data.splits import SPLITS
+from common.data.store import SiteStore
+
+log = logging.getLogger(__name__)
+
+_LOAD_CHUNK = 512
+CACHE_DIR: Final[str] = "cache"
+"""Folder inside a site store for preprocessed splits (derived data: deleting it is always safe)."""
+_CACHE_VERSION: Final[int] = 1
+"""Bump when preprocessing in :func:`load_split` changes, so old cache files are not read."""
+
+
+@dataclass(frozen=True)
+class EcgArrays:
+    """Signals ``x`` (n, 12, T) float32 mV, demographics (n, 5), labels (n,) and metadata rows."""
+
+    x: np.ndarray
+    demo: np.ndarray
+    y: np.ndarray
+    meta: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.y.sum())
+
+
+def site_train_stats(store: SiteStore) -> tuple[np.ndarray, np.ndarray]:
+    """Per-lead mean and SD over the site's training split only (never validation or test)."""
+    train = np.flatnonzero(store.metadata["split"].to_numpy() == "train")
+    if len(train) == 0:
+        raise ValueError(f"site {store.site!r} has no training records to fit standardisation on")
+    sig = store.signals()
+    total = np.zeros(sig.shape[1])
+    sq = np.zeros(sig.shape[1])
+    for start in range(0, len(train), _LOAD_CHUNK):
+        chunk = np.asarray(sig[train[start : start + _LOAD_CHUNK]], dtype=np.float64)
+        total += chunk.sum(axis=(0, 2))
+        sq += (chunk**2).sum(axis=(0, 2))
+    n = len(train) * sig.shape[2]
+    mean = total / n
+    return mean, np.sqrt(np.maximum(sq / n - mean**2, 0.0))
+
+
+def load_split(store: SiteStore, split: str | None, target_fs: int) -> EcgArrays:
+    """Load one split (or all records with ``split=None``) of a site at ``target_fs``.
+
+    Raw device signals (the synthetic cohort) are resampled and band-passed here; ingested stores
+    were preprocessed at ingest and are only resampled if asked for another rate, and standardised
+    with the site's training statistics when their preprocessing says ``site_train``. The result
+    is cached in the store (see :func:`_cached_signals`), so later loads map it from disk.
+    """
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    meta = store.metadata
+    idx = np.arange(len(meta)) if split is None else np.flatnonzero(meta["split"].to_numpy() == split)
+    x = _cached_signals(store, split or "all", idx, target_fs)
+    rows = meta.iloc[idx].reset_index(drop=True)
+    return EcgArrays(x, demographics(rows), rows["label"].to_numpy(np.float32), rows)
+
+
+def _preprocessed(store: SiteStore, idx: np.ndarray, target_fs: int) -> np.ndarray:
+    sig = store.signals()
+    pre = store.manifest.preprocessing
+    stats = site_train_stats(store) if pre is not None and pre.get("normalise") == "site_train" else None
+    parts = []
+    for start in range(0, len(idx), _LOAD_CHUNK):
+        chunk = np.asarray(sig[idx[start : start + _LOAD_CHUNK]])
+        if stats is not None:
+            chunk = standardise(chunk, *stats)
+        chunk = resample(chunk, store.manifest.fs, target_fs)
+        parts.append(bandpass(chunk, target_fs) if pre is None else chunk)
+    n_t = round(store.manifest.n_samples * target_fs / store.manifest.fs)
+    return np.concatenate(parts) if parts else np.zeros((0, 12, n_t), np.float32)
+
+
+def split_cache_path(store: SiteStore, name: str, idx: np.ndarray, target_fs: int) -> Path:
+    """Where the preprocessed signals of records ``idx`` at ``target_fs`` are cached in ``store``.
+
+    The name carries a digest of the store's manifest, the record indices and the cache version, so
+    a changed store or split never reads a stale file.
+    """
+    h = hashlib.sha256(store.manifest.model_dump_json().encode())
+    h.update(np.ascontiguousarray(idx, dtype=np.int64).tobytes())
+    h.update(f"{_CACHE_VERSION}:{target_fs}".encode())
+    return store.path / CACHE_DIR / f"{name}-{target_fs}hz-{h.hexdigest()[:16]}.npy"
+
+
+def _cached_signals(store: SiteStore, name: str, idx: np.ndarray, target_fs: int) -> np.ndarray:
+    """Preprocessed signals, computed once per store, split and rate, then memory-mapped.
+
+    Mapping (copy-on-write) instead of holding a copy lets the processes of a simulation share one
+    hospital's pages, and spares a client that serves a hospital again the resampling and
+    filtering. If the store is not writable the signals are returned uncached, with a warning.
+    """
+    if len(idx) == 0:
+        return _preprocessed(store, idx, target_fs)
+    path = split_cache_path(store, name, idx, target_fs)
+    if path.is_file():
+        return np.load(path, mmap_mode="c")
+    x = _preprocessed(store, idx, target_fs)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        path.parent.mkdir(exist_ok=True)
+        with tmp.open("wb") as f:
+            np.save(f, x, allow_pickle=False)
+        tmp.replace(path)  # atomic: a process that loses the race replaces an identical file
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        log.warning("cannot cache preprocessed signals in %s (%s); using them uncached", path.parent, err)
+        return x
+    return np.load(path, mmap_mode="c")
+
+
+def concat(parts: Sequence[EcgArrays]) -> EcgArrays:
+    """Pool arrays from several sites (they must share the sampling rate and length)."""
+    lengths = {p.x.shape[-1] for p in parts}
+    if len(lengths) != 1:
+        raise ValueError(f"cannot pool arrays of different lengths {sorted(lengths)}; resample first")
+    return EcgArrays(
+        np.concatenate([p.x for p in parts]),
+        np.concatenate([p.demo for p in parts]),
+        np.concatenate([p.y for p in parts]),
+        pd.concat([p.meta for p in parts], ignore_index=True),
+    )

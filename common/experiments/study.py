@@ -1,0 +1,227 @@
+"""The clinical study without federation: every model trained pooled, evaluated like the study.
+
+This is the "pooled" arm of every later comparison. For each model: train on all hospitals'
+training splits (early stopping on validation AUROC), score validation and test, then the study's
+table (AUROC with a patient-bootstrap CI, AUPRC, the Youden threshold chosen on validation and
+applied to test, sensitivity, specificity, NPV, weighted F1, subgroup AUROCs, calibration) and a
+DeLong comparison of every model with ``conv_bilstm_attn``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+import torch
+
+from common.config import TrainConfig
+from common.data.arrays import EcgArrays
+from common.data.store import write_json
+from common.evaluation.plots import plot_pr, plot_reliability, plot_roc
+from common.evaluation.tables import format_ci_pair, markdown_table
+from common.models import count_parameters, create_model
+from common.models.feature_baseline import FEATURE_BASELINE, FeatureBaseline
+from common.training.engine import EpochLog, fit, predict, seed_everything
+
+REFERENCE_MODEL: Final[str] = "conv_bilstm_attn"
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One trained model's scores and cost."""
+
+    name: str
+    n_parameters: int
+    train_seconds: float
+    samples_seen: int
+    best_epoch: int | None
+    history: list[dict[str, Any]]
+    val_scores: np.ndarray
+    test_scores: np.ndarray
+
+    @property
+    def train_ecgs_per_s(self) -> float:
+        return self.samples_seen / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+    def save(self, folder: Path) -> None:
+        """Scores as ``.npz`` and the rest as ``.json``, so a finished model is never lost."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / f"{self.name}.npz", val=self.val_scores, test=self.test_scores)
+        info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.endswith("_scores")}
+        write_json(folder / f"{self.name}.json", info)
+
+    @classmethod
+    def load(cls, folder: Path, name: str) -> ModelRun:
+        info = json.loads((folder / f"{name}.json").read_text())
+        scores = np.load(folder / f"{name}.npz")
+        return cls(**info, val_scores=scores["val"], test_scores=scores["test"])
+
+
+def train_model(
+    name: str, train: EcgArrays, val: EcgArrays, test: EcgArrays, cfg: TrainConfig, out_dir: Path, echo: Any = print
+) -> ModelRun:
+    """Train one model (a registered network or the feature baseline) and score validation and test."""
+    if name == FEATURE_BASELINE:
+        t0 = time.perf_counter()
+        baseline = FeatureBaseline(cfg.target_fs, seed=cfg.seed).fit(train)
+        dt = time.perf_counter() - t0
+        echo(f"  {name}: fitted in {dt:.1f} s")
+        return ModelRun(
+            name, baseline.n_parameters, dt, len(train), None, [], baseline.predict(val), baseline.predict(test)
+        )
+
+    seed_everything(cfg.seed)
+    model = create_model(name)
+    run_cfg = cfg.model_copy(update={"model": name})
+
+    def on_epoch(e: EpochLog) -> None:
+        auc = "n/a" if e.val_auroc is None else f"{e.val_auroc:.3f}"
+        echo(f"  {name} epoch {e.epoch}/{cfg.epochs}  loss {e.train_loss:.4f}  val AUROC {auc}")
+
+    result = fit(model, train, val, run_cfg, on_epoch=on_epoch, checkpoint=out_dir / "checkpoints" / f"{name}.pt")
+    return ModelRun(
+        name,
+        count_parameters(model),
+        result.seconds,
+        result.samples_seen,
+        result.best_epoch,
+        [dataclasses.asdict(h) for h in result.history],
+        predict(model, val, run_cfg),
+        predict(model, test, run_cfg),
+    )
+
+
+def evaluate_runs(
+    runs: Sequence[ModelRun], val: EcgArrays, test: EcgArrays, *, n_boot: int, seed: int
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The study's table for every model, and the benchmark table with DeLong p vs the reference."""
+    from common.evaluation.comparisons import delong_test
+    from common.evaluation.summary import clinical_summary
+
+    summaries = {
+        r.name: clinical_summary(val.y, r.val_scores, test.y, r.test_scores, test.meta, n_boot=n_boot, seed=seed)
+        for r in runs
+    }
+    ref = next((r for r in runs if r.name == REFERENCE_MODEL), runs[0])
+    rows = []
+    for r in runs:
+        s = summaries[r.name].to_dict()
+        p = None if r.name == ref.name else delong_test(test.y, ref.test_scores, r.test_scores).p_value
+        rows.append(
+            {
+                "model": r.name,
+                "parameters": r.n_parameters,
+                "AUROC [95% CI]": format_ci_pair(s["auroc"], s.get("auroc_ci")),
+                "AUPRC": s["auprc"],
+                f"DeLong p vs {ref.name}": p if p is not None else "ref",
+                "best epoch": r.best_epoch if r.best_epoch is not None else "-",
+                "train s": round(r.train_seconds, 1),
+            }
+        )
+    table = pd.DataFrame(rows)
+    return {k: v.to_dict() for k, v in summaries.items()}, table
+
+
+def write_study_report(
+    out: Path,
+    *,
+    title: str,
+    data_table: pd.DataFrame,
+    runs: Sequence[ModelRun],
+    summaries: dict[str, Any],
+    table: pd.DataFrame,
+    test: EcgArrays,
+    config: dict[str, Any],
+) -> None:
+    """``results.json``, ``report.md`` and ROC / PR / calibration plots."""
+    from common.evaluation.summary import summary_markdown_rows
+
+    ref = next((r for r in runs if r.name == REFERENCE_MODEL), runs[0])
+    curves = {r.name: (test.y, r.test_scores) for r in runs}
+    plot_roc(curves, out / "roc.png", f"{title}: test ROC")
+    plot_pr(curves, out / "pr.png", f"{title}: test precision-recall")
+    plot_reliability(test.y, ref.test_scores, out / "calibration.png", f"{ref.name}: calibration on test")
+    results = {
+        "config": config,
+        "data": data_table.to_dict(orient="records"),
+        "models": {
+            r.name: {
+                "parameters": r.n_parameters,
+                "train_seconds": round(r.train_seconds, 2),
+                "train_ecgs_per_s": round(r.train_ecgs_per_s, 1),
+                "best_epoch": r.best_epoch,
+                "history": r.history,
+                "clinical": summaries[r.name],
+            }
+            for r in runs
+        },
+        "benchmark_table": table.to_dict(orient="records"),
+    }
+    write_json(out / "results.json", results)
+    main_rows = pd.DataFrame(summary_markdown_rows(summaries[ref.name]), columns=["metric", ref.name])
+    md = [
+        f"# {title}",
+        "",
+        "## Data",
+        "",
+        markdown_table(data_table),
+        "",
+        f"## Main table: {ref.name} on the pooled test set (rows as in the study's abstract)",
+        "",
+        markdown_table(main_rows),
+        "",
+        "## Benchmark: every model on the same test set",
+        "",
+        markdown_table(table),
+        "",
+        "Plots: `roc.png`, `pr.png`, `calibration.png`. Every figure is in `results.json`.",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(md))
+
+
+def run_study(
+    models: Sequence[str],
+    train: EcgArrays,
+    val: EcgArrays,
+    test: EcgArrays,
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    title: str,
+    data_table: pd.DataFrame,
+    config: dict[str, Any],
+    n_boot: int = 1000,
+    reuse: bool = False,
+    echo: Any = print,
+) -> pd.DataFrame:
+    """Train and evaluate every model; write the report; return the benchmark table.
+
+    Each finished model is saved under ``out/models``; with ``reuse`` a model saved there by an
+    earlier (interrupted) run of the same settings is loaded instead of trained again.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.num_threads)
+    saved = out / "models"
+    runs = []
+    for name in models:
+        if reuse and (saved / f"{name}.npz").is_file():
+            echo(f"reusing {name} from {saved}")
+            runs.append(ModelRun.load(saved, name))
+            continue
+        echo(f"training {name}")
+        run = train_model(name, train, val, test, cfg, out, echo)
+        run.save(saved)
+        runs.append(run)
+    summaries, table = evaluate_runs(runs, val, test, n_boot=n_boot, seed=cfg.seed)
+    write_study_report(
+        out, title=title, data_table=data_table, runs=runs, summaries=summaries, table=table, test=test, config=config
+    )
+    return table

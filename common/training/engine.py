@@ -1,0 +1,251 @@
+"""Training and evaluation as plain functions (no Flower inside).
+
+The pooled and local-only baselines call :func:`fit`; a federated client calls
+:func:`train_epochs` for its local epochs (with the optional FedProx term) and :func:`predict` to
+evaluate. With ``crop_s`` set, training sees random crops and prediction aggregates sliding windows
+over the whole record, as the PTB-XL benchmark does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from common.config import TrainConfig
+from common.data.arrays import EcgArrays
+from common.evaluation.metrics import MetricError, auroc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_auroc: float | None
+
+
+@dataclass(frozen=True)
+class FitResult:
+    history: tuple[EpochLog, ...]
+    best_epoch: int
+    best_val_auroc: float | None
+    seconds: float
+    samples_seen: int
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _pos_weight(y: np.ndarray) -> torch.Tensor:
+    n_pos = float(y.sum())
+    if n_pos == 0:
+        raise MetricError("training data has no AMI positives; cannot weight the classes")
+    return torch.tensor((len(y) - n_pos) / n_pos, dtype=torch.float32)
+
+
+class FocalLoss(nn.Module):
+    """Binary focal loss (Lin et al. 2017) with an optional positive-class weight."""
+
+    def __init__(self, gamma: float, pos_weight: torch.Tensor | None) -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.pos_weight = pos_weight
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        p_t = torch.exp(-bce)
+        loss = (1 - p_t) ** self.gamma * bce
+        if self.pos_weight is not None:
+            loss = loss * torch.where(y > 0.5, self.pos_weight, torch.ones_like(y))
+        return loss.mean()
+
+
+def make_loss(cfg: TrainConfig, y: np.ndarray) -> nn.Module:
+    weight = _pos_weight(y) if cfg.pos_weight == "auto" else None
+    if cfg.loss == "focal":
+        return FocalLoss(cfg.focal_gamma, weight)
+    return nn.BCEWithLogitsLoss(pos_weight=weight)
+
+
+def _crop_len(cfg: TrainConfig, n_t: int) -> int | None:
+    if cfg.crop_s is None:
+        return None
+    n = round(cfg.crop_s * cfg.target_fs)
+    return n if n < n_t else None
+
+
+def random_crops(x: torch.Tensor, length: int, gen: torch.Generator) -> torch.Tensor:
+    """One random window of ``length`` samples per record of ``x`` (B, C, T)."""
+    starts = torch.randint(0, x.shape[-1] - length + 1, (x.shape[0],), generator=gen)
+    idx = starts[:, None] + torch.arange(length)[None, :]
+    return torch.gather(x, 2, idx[:, None, :].expand(-1, x.shape[1], -1))
+
+
+def window_starts(n_t: int, length: int) -> list[int]:
+    """Starts of half-overlapping windows covering the whole record (the last one flush with the end)."""
+    starts = list(range(0, n_t - length + 1, max(1, length // 2)))
+    if starts[-1] != n_t - length:
+        starts.append(n_t - length)
+    return starts
+
+
+def proximal_term(params: list[torch.Tensor], anchor: list[torch.Tensor], mu: float) -> torch.Tensor:
+    """FedProx: ``mu / 2 * ||w - w_global||^2`` over all trainable parameters."""
+    sq = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
+    return mu / 2 * torch.as_tensor(sq)
+
+
+def cosine_factor(epoch: int, total: int) -> float:
+    """Learning-rate multiplier of 0-based ``epoch`` out of ``total``: cosine annealing to zero.
+
+    The closed form of torch's ``CosineAnnealingLR``; pooled training and federated rounds share it,
+    so both arms decay the learning rate the same way over the same passes over the data.
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / total))
+
+
+def train_epochs(
+    model: nn.Module,
+    data: EcgArrays,
+    cfg: TrainConfig,
+    *,
+    epochs: int,
+    seed: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    prox_mu: float = 0.0,
+    schedule: tuple[int, int] | None = None,
+) -> list[float]:
+    """Run ``epochs`` passes over ``data``; returns the mean loss of each epoch.
+
+    With ``prox_mu > 0`` the FedProx term ``mu/2 * ||w - w_start||^2`` is added, ``w_start`` being
+    the weights the call started from (the global model in a federated round). With
+    ``schedule=(first, total)`` the passes are epochs ``first, first + 1, ...`` of a ``total``-epoch
+    cosine schedule (a federated round's place in the whole run).
+    """
+    if len(data) == 0:
+        raise ValueError("no training records")
+    torch.set_num_threads(cfg.num_threads)
+    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = make_loss(cfg, data.y)
+    anchor = [p.detach().clone() for p in model.parameters()] if prox_mu > 0 else []
+    x, demo, y = torch.from_numpy(data.x), torch.from_numpy(data.demo), torch.from_numpy(data.y)
+    crop = _crop_len(cfg, x.shape[-1])
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    model.train()
+    for e in range(epochs):
+        if schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * cosine_factor(schedule[0] + e, schedule[1])
+        order = torch.randperm(len(y), generator=gen)
+        total, n = 0.0, 0
+        batches = range(0, len(order), cfg.batch_size)
+        for start in tqdm(batches, desc="train", unit="batch", leave=False, disable=not cfg.progress):
+            idx = order[start : start + cfg.batch_size]
+            if len(idx) < 2:  # BatchNorm cannot train on a single record
+                continue
+            xb = x[idx] if crop is None else random_crops(x[idx], crop, gen)
+            loss = loss_fn(model(xb, demo[idx]), y[idx])
+            if prox_mu > 0:
+                loss = loss + proximal_term(list(model.parameters()), anchor, prox_mu)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            n += len(idx)
+        losses.append(total / max(n, 1))
+    return losses
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: EcgArrays, cfg: TrainConfig | None = None, batch_size: int = 256) -> np.ndarray:
+    """AMI probabilities for every record (window-aggregated when ``cfg.crop_s`` is set)."""
+    model.eval()
+    if len(data) == 0:
+        return np.zeros(0)
+    crop = _crop_len(cfg, data.x.shape[-1]) if cfg is not None else None
+    starts = [0] if crop is None else window_starts(data.x.shape[-1], crop)
+    length = data.x.shape[-1] if crop is None else crop
+    out = []
+    for i in range(0, len(data), batch_size):
+        xb, db = torch.from_numpy(data.x[i : i + batch_size]), torch.from_numpy(data.demo[i : i + batch_size])
+        probs = torch.stack([torch.sigmoid(model(xb[..., s : s + length], db)) for s in starts])
+        agg = "mean" if cfg is None else cfg.window_aggregate
+        out.append(probs.mean(0) if agg == "mean" else probs.amax(0))
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def fit(
+    model: nn.Module,
+    train: EcgArrays,
+    val: EcgArrays,
+    cfg: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+    checkpoint: Path | None = None,
+) -> FitResult:
+    """Train with a cosine learning-rate schedule, keep the epoch with the best validation AUROC.
+
+    Stops early after ``cfg.patience`` epochs without improvement. With ``checkpoint`` the best
+    weights are written there (``.pt``, a torch state dict) with a JSON sidecar of epoch and AUROC.
+    """
+    seed_everything(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, cfg.epochs))
+    history: list[EpochLog] = []
+    best_state, best_auc, best_epoch = copy.deepcopy(model.state_dict()), None, 0
+    t0 = time.perf_counter()
+    stopped = False
+    for epoch in range(1, cfg.epochs + 1):
+        (loss,) = train_epochs(model, train, cfg, epochs=1, seed=cfg.seed * 1000 + epoch, optimizer=opt)
+        sched.step()
+        try:
+            val_auc: float | None = auroc(val.y, predict(model, val, cfg))
+        except MetricError as err:
+            log.warning("validation AUROC undefined (%s); keeping the last epoch", err)
+            val_auc = None
+        entry = EpochLog(epoch, loss, val_auc)
+        history.append(entry)
+        if on_epoch:
+            on_epoch(entry)
+        if val_auc is None or best_auc is None or val_auc > best_auc:
+            best_state, best_auc, best_epoch = copy.deepcopy(model.state_dict()), val_auc, epoch
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, best_state, {"epoch": epoch, "val_auroc": val_auc})
+        elif cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+            stopped = True
+            break
+    model.load_state_dict(best_state)
+    seen = len(history) * len(train)
+    return FitResult(tuple(history), best_epoch, best_auc, time.perf_counter() - t0, seen, stopped)
+
+
+def save_checkpoint(path: Path, state: dict[str, torch.Tensor], info: dict[str, object]) -> None:
+    """Weights as a torch state dict plus a readable JSON sidecar, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True)
+    return state
