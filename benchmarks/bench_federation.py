@@ -52,20 +52,23 @@ NOISE_FLOOR_SEED_OFFSET = 1000
 """The reseeded pooled run trains with ``seed + 1000`` (the cohort and splits keep ``seed``)."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO_ROOT))
-    from common.config import DEFAULT_ROUNDS
+def _options() -> tuple[Any, ...]:
+    """The run command's options this benchmark takes: their defaults are the typed settings'."""
+    from common.config import options as O
+
+    data = [o for o in O.DATA_OPTIONS if o.flag in ("--clients", "--n-ecgs", "--difficulty")]
+    train = [o for o in O.TRAIN_OPTIONS if o.flag in ("--model", "--batch-size", "--lr")]
+    return (*data, *train, *O.FEDERATED_OPTIONS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from common.config import RunConfig
+    from common.config import options as O
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clients", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
-    p.add_argument("--local-epochs", type=int, default=1)
-    p.add_argument("--strategy", default="fedavg")
-    p.add_argument("--n-ecgs", type=int, default=None, help="cohort size (default: the demo's)")
-    p.add_argument("--model", default="conv_bilstm_attn")
-    p.add_argument("--local-batch-size", type=int, default=None, help="default: the pooled batch / hospitals")
-    p.add_argument("--server-lr", type=float, default=None, help="FedAvgM/FedAdam/FedYogi server learning rate")
-    p.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM")
+    O.add_options(p, RunConfig, _options())
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument(
         "--noise-floor", action="store_true", help="also retrain pooled with another training seed: pooled/pooled AUROC"
@@ -74,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-cohorts", action="store_true", help="keep the cohorts generated here (0.8 GB per seed)")
     p.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     p.add_argument("--summary", type=Path, nargs="+", default=None, help="summarise the --out folders of earlier runs")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.summary is not None:
         rows = read_seed_runs(args.summary)
         print(seed_table(rows))
@@ -135,7 +142,7 @@ def read_seed_runs(folders: Sequence[Path]) -> list[dict[str, float]]:
                 print(f"skipped {run}: no results.json (an unfinished seed)")
                 continue
             res = json.loads(results.read_text())
-            seed = int(res["config"]["cohort"]["seed"])
+            seed = int(res["config"]["data"]["cohort"]["seed"])
             if seed in rows:
                 raise ValueError(f"seed {seed} appears twice (again in {run}): summarise each seed once")
             settings.setdefault(_setting(res["config"]), []).append(str(run))
@@ -154,7 +161,7 @@ def _setting(config: dict[str, Any]) -> str:
     """A run's configuration without what differs between seeds of one benchmark."""
     reduced = {
         **config,
-        "cohort": {**config["cohort"], "seed": None},
+        "data": {**config["data"], "cohort": {**config["data"]["cohort"], "seed": None}},
         "train": {**config["train"], "seed": None},
         "data_dir": None,
         "out_dir": None,
@@ -174,65 +181,54 @@ def summarise_ratios(values: np.ndarray) -> str:
     )
 
 
+def bench_config(args: argparse.Namespace, seed: int, data_dir: Path, out: Path) -> RunConfig:
+    """The benchmark's run: the GAH fold, federated and pooled arms, ``seed`` seeding cohort and training."""
+    from common.config import RunConfig
+    from common.config import options as O
+
+    given = {**O.given(args, _options(), "synthetic"), "data.cohort.seed": seed, "train.seed": seed}
+    given.update({"arms": "federated,pooled", "n-boot": 10})  # scoring is outside both timings; keep it short
+    cfg: RunConfig = O.build(RunConfig, "synthetic", given, data_dir=data_dir, out_dir=out)
+    return cfg
+
+
 def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
     """One seed's runs and their printout; returns its :func:`seed_row`."""
-    from common.config import CohortConfig, FederatedConfig, RunConfig, TrainConfig
-    from common.data.arrays import load_split
-    from common.data.splits import SPLITS
+    from common.config.paths import default_data_dir
+    from common.data.sources import prepare, warm_splits
     from common.experiments.comparison import run_comparison
-    from common.synthetic.cohort import default_data_dir, ensure_synthetic_cohort, synthetic_cohort_dir
+    from common.synthetic.key import synthetic_cohort_dir
     from sim.simulation import run_federation
 
-    cohort = CohortConfig(seed=seed, n_sites=args.clients)
-    if args.n_ecgs is not None:
-        cohort = cohort.model_copy(update={"n_ecgs": args.n_ecgs})
-    federated = FederatedConfig(
-        strategy=args.strategy,
-        rounds=args.rounds,
-        local_epochs=args.local_epochs,
-        local_batch_size=args.local_batch_size,
-        server_lr=args.server_lr,
-        server_momentum=args.server_momentum,
-    )
     data_dir = (args.data_dir or default_data_dir()).resolve()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        generated_cohort(synthetic_cohort_dir(cohort, data_dir), keep=args.keep_cohorts),
-    ):
+    with tempfile.TemporaryDirectory() as tmp:
         out = (args.out / f"seed-{seed}" if args.out else Path(tmp)).resolve()
-        cfg = RunConfig(
-            cohort=cohort,
-            train=TrainConfig(model=args.model, seed=seed),
-            federated=federated,
-            arms=("federated", "pooled"),
-            n_boot=10,  # scoring is outside both timings; keep it short
-            data_dir=data_dir,
-            out_dir=out,
-        )
-        stores = ensure_synthetic_cohort(cfg.cohort, cfg.data_dir)
-        # Both arms then map the same cached preprocessed splits, so neither pays for preprocessing.
-        t0 = time.perf_counter()
-        for store in stores:
-            for split in SPLITS:
-                load_split(store, split, cfg.train.target_fs)
-        warm_s = time.perf_counter() - t0
-        res = run_comparison(cfg, stores, run_federation, echo=lambda _: None)
-        timing = res["timing"]["gah"]
-        fed_dir = out / "gah" / "federated"
-        server = json.loads((fed_dir / "timing.json").read_text())
-        history = json.loads((fed_dir / "history.json").read_text())
-        reseeded = None
-        if args.noise_floor:
-            again = noise_floor_config(cfg)
-            reseeded = all_sites_auroc(run_comparison(again, stores, None, echo=lambda _: None))["pooled"]
+        cfg = bench_config(args, seed, data_dir, out)
+        assert cfg.data.kind == "synthetic"
+        with generated_cohort(synthetic_cohort_dir(cfg.data.cohort, data_dir), keep=args.keep_cohorts):
+            prepared = prepare(cfg.data, cfg.data_dir)
+            # Both arms then map the same cached preprocessed splits, so neither pays for preprocessing.
+            t0 = time.perf_counter()
+            warm_splits(prepared.stores, cfg.train.target_fs)
+            warm_s = time.perf_counter() - t0
+            res = run_comparison(cfg, prepared, run_federation, echo=lambda _: None)
+            fed_dir = out / "gah" / "federated"
+            server = json.loads((fed_dir / "timing.json").read_text())
+            history = json.loads((fed_dir / "history.json").read_text())
+            reseeded = None
+            if args.noise_floor:
+                again = noise_floor_config(cfg)
+                reseeded = all_sites_auroc(run_comparison(again, prepared, None, echo=lambda _: None))["pooled"]
 
+    f = cfg.federated
+    arms = {a["arm"]: a for a in res["folds"][0]["arms"]}
+    fed, pooled, passes = arms["federated"]["seconds"], arms["pooled"]["seconds"], f.passes
     n_train = history[0]["train_examples"]
-    fed, pooled, passes = timing["federated"], timing["pooled"], args.rounds * args.local_epochs
     rounds = [h["train_s"] + h["evaluate_s"] for h in history]
     later = rounds[1:]
     print(
-        f"seed {seed}, {args.clients} hospitals, {n_train} training ECGs, {args.model}: {args.strategy} "
-        f"{args.rounds} rounds x {args.local_epochs} local epoch(s) vs pooled {passes} epochs"
+        f"seed {seed}, {len(arms['pooled']['trained_with']['hospitals'])} hospitals, {n_train} training ECGs, "
+        f"{cfg.train.model}: {f.strategy} {f.rounds} rounds x {f.local_epochs} local epoch(s) vs pooled {passes} epochs"
     )
     print(f"  preprocessing every split into the stores' caches (before both arms)  {warm_s:.1f} s")
     print(f"  pooled (load data, train, validate each epoch)   {pooled:8.1f} s  ({pooled / passes:.1f} s per epoch)")
@@ -249,12 +245,12 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
     print(f"  overhead: federated / pooled wall time           {fed / pooled:8.2f}")
     if later:
         per_round = sum(later) / len(later)
-        pooled_per_round = pooled / args.rounds
+        pooled_per_round = pooled / f.rounds
         print(
             f"  after round 1: {per_round:.1f} s per round vs {pooled_per_round:.1f} s pooled per "
-            f"{args.local_epochs} epoch(s): {per_round / pooled_per_round:.2f}"
+            f"{f.local_epochs} epoch(s): {per_round / pooled_per_round:.2f}"
         )
-        fixed = fed - per_round * args.rounds
+        fixed = fed - per_round * f.rounds
         print(f"  fixed federated cost (Ray, client start-up, test round): {fixed:.1f} s")
     auroc = all_sites_auroc(res)
     print(
@@ -296,7 +292,7 @@ def seed_row(results: dict[str, Any], pooled_again: float | None) -> dict[str, f
     """One seed's summary row from its ``run_comparison`` results (and the reseeded pooled AUROC, if run)."""
     auroc = all_sites_auroc(results)
     row = {
-        "seed": float(results["config"]["cohort"]["seed"]),
+        "seed": float(results["config"]["data"]["cohort"]["seed"]),
         **auroc,
         **val_auroc(results),
         "auroc": auroc["federated"] / auroc["pooled"],
@@ -314,9 +310,8 @@ def val_auroc(results: dict[str, Any]) -> dict[str, float]:
     The best one picks the model an arm keeps; as the maximum of a noisy curve it flatters the arm whose
     curve is noisier, which the last pass does not.
     """
-    curves = results["curves"]["gah"]
-    fed = [r["val"]["pooled"]["auroc"] for r in curves["federated"]]
-    pooled = [e["val_auroc"] for e in curves["pooled"]]
+    arms = {a["arm"]: a for a in results["folds"][0]["arms"]}
+    fed, pooled = ([p["val_auroc"] for p in arms[arm]["curve"]] for arm in ("federated", "pooled"))
     return {
         "val_federated": max(fed),
         "val_pooled": max(pooled),

@@ -14,14 +14,14 @@ from flwr.serverapp import Grid, ServerApp
 
 from common.federation import histograms as H
 from common.federation import protocol as P
-from common.federation.protocol import settings_from_run_config
+from common.federation.hospital import Hospital, app_config, hospitals, planned_training
 from common.models import create_model
 from common.training.engine import load_checkpoint, seed_everything
-from server.checkpoints import RoundTracker, histogram_summary, histograms_by_site
+from server.checkpoints import RoundTracker, histogram_summary, histograms_by_site, site_index
 from server.strategies import create_strategy, load_server_state, server_state
 
 
-def wait_for_hospitals(grid: Grid, n_sites: int, timeout_s: float = P.NODE_WAIT_S) -> list[int]:
+def wait_for_hospitals(grid: Grid, n_sites: int, timeout_s: float) -> list[int]:
     """Node ids once ``n_sites`` hospitals are connected; a clear error instead of waiting forever."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -30,8 +30,8 @@ def wait_for_hospitals(grid: Grid, n_sites: int, timeout_s: float = P.NODE_WAIT_
             return nodes
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"{len(nodes)} of {n_sites} hospitals connected after {timeout_s:.0f} s: start {n_sites} "
-                f"supernodes (options.num-supernodes = {n_sites}) or run with {P.NUM_SITES}={len(nodes)}"
+                f"{len(nodes)} of {n_sites} hospitals connected after {timeout_s:.0f} s: start one SuperNode per "
+                f"training hospital (in a local simulation: options.num-supernodes = {n_sites})"
             )
         time.sleep(0.1)
 
@@ -58,9 +58,7 @@ class RecordingGrid:
         replies = list(self._grid.send_and_receive(messages, timeout=timeout))
         for r in replies:
             if not r.has_error() and P.METRICS in r.content.metric_records:
-                self.node_site[r.metadata.src_node_id] = int(
-                    P.number(r.content.metric_records[P.METRICS], P.SITE_INDEX)
-                )
+                self.node_site[r.metadata.src_node_id] = site_index(r.content)
         return sorted(replies, key=self._order)
 
     def _order(self, reply: Message) -> tuple[int, int]:
@@ -69,7 +67,7 @@ class RecordingGrid:
 
 
 def final_test_round(
-    grid: Grid | RecordingGrid, nodes: list[int], arrays: ArrayRecord, threshold: float | None
+    grid: Grid | RecordingGrid, nodes: list[int], arrays: ArrayRecord, threshold: float | None, names: tuple[str, ...]
 ) -> dict[str, Any]:
     """Every training hospital evaluates the final model on its test split at the transferred threshold."""
     config: dict[str, Any] = {P.EVAL_SPLIT: "test"}
@@ -80,13 +78,13 @@ def final_test_round(
     replies = [r for r in grid.send_and_receive(messages) if not r.has_error()]
     if len(replies) != len(nodes):
         raise RuntimeError(f"{len(nodes) - len(replies)} of {len(nodes)} hospitals failed the final test round")
-    summary = histogram_summary(histograms_by_site([r.content for r in replies]))
+    summary = histogram_summary(histograms_by_site([r.content for r in replies]), names)
     summary["threshold"] = threshold
     for r in replies:
         m = r.content.metric_records[P.METRICS]
         if P.TP in m:
             c = H.ThresholdCounts(*(int(P.number(m, k)) for k in (P.TP, P.FP, P.TN, P.FN)))
-            summary["sites"][str(int(P.number(m, P.SITE_INDEX)))].update(
+            summary["sites"][names[site_index(r.content)]].update(
                 {
                     "tp": c.tp,
                     "fp": c.fp,
@@ -106,30 +104,38 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         t0 = time.perf_counter()
-        s = settings_from_run_config({**context.run_config, **(overrides or {})})
-        n = len(s.train_sites)
-        nodes = wait_for_hospitals(grid, n)
+        cfg = app_config({**context.run_config, **(overrides or {})})
+        names = hospitals(cfg)
+        n = len(names)
+        nodes = wait_for_hospitals(grid, n, cfg.federated.hospital_wait_s)
         timing = {"wait_for_hospitals_s": time.perf_counter() - t0}
-        seed_everything(s.train.seed)
-        model = create_model(s.train.model)
-        out = s.out_dir
+        seed_everything(cfg.train.seed)
+        model = create_model(cfg.train.model)
+        out = cfg.output.dir
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
+            (out / "app_config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
         optimiser_state: dict[str, Any] = {}
         weights = model.state_dict()
-        if s.resume is not None:
-            tracker, weights, optimiser_state = RoundTracker.resume(out, s.resume)
+        if cfg.output.resume is not None:
+            tracker, weights, optimiser_state = RoundTracker.resume(out, cfg.output.resume, names)
             # A clear error if the checkpoint is another model's; the saved arrays go on unchanged
             # (FedAdam/FedYogi keep float64 weights, which the float32 model would round).
             model.load_state_dict(weights)
         else:
-            tracker = RoundTracker(out)
-        remaining = s.federated.rounds - tracker.offset
+            tracker = RoundTracker(out, names)
+        prox_mu = cfg.federated.proximal_mu if cfg.federated.strategy == "fedprox" else 0.0
+        tracker.expect = lambda i, r: planned_training(cfg, Hospital(i, names[i], Path()), r, prox_mu).model_dump(
+            mode="json"
+        )
+        remaining = cfg.federated.rounds - tracker.offset
         if remaining < 0:
-            raise ValueError(f"checkpoint is at round {tracker.offset}, past the {s.federated.rounds} rounds asked for")
+            raise ValueError(
+                f"checkpoint is at round {tracker.offset}, past the {cfg.federated.rounds} rounds asked for"
+            )
         recording = RecordingGrid(grid)
         strategy = create_strategy(
-            s.federated,
+            cfg.federated,
             n,
             round_offset=tracker.offset,
             train_metrics_aggr_fn=tracker.aggregate_train,
@@ -155,13 +161,13 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
         threshold = H.youden_threshold(tracker.best_val_histogram) if tracker.best_val_histogram is not None else None
         t_test = time.perf_counter()
         timing["rounds_s"] = t_test - t_rounds
-        test = final_test_round(recording, nodes[:n], best, threshold)
+        test = final_test_round(recording, nodes[:n], best, threshold, names)
         timing["test_round_s"] = time.perf_counter() - t_test
         timing["server_app_s"] = time.perf_counter() - t0
         if out is not None:
             audit = {
                 "sent": recording.sent,
-                "node_site": {str(k): v for k, v in recording.node_site.items()},
+                "node_site": {str(k): names[v] for k, v in recording.node_site.items()},
                 "best_round": tracker.best_round,
                 "best_val_auroc": tracker.best_auroc,
             }
@@ -175,6 +181,10 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
 app = make_server_app()
 
 
+OUTPUTS = ("history", "test", "messages", "timing", "trained_with", "app_config")
+"""The JSON files a finished federated run leaves in its output folder."""
+
+
 def read_outputs(out: Path) -> dict[str, Any]:
     """What a finished federated run left in its output folder."""
-    return {name: json.loads((out / f"{name}.json").read_text()) for name in ("history", "test", "messages", "timing")}
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in OUTPUTS}

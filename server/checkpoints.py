@@ -25,23 +25,30 @@ from common.federation import protocol as P
 from common.training.engine import load_checkpoint, save_checkpoint
 
 SERVER_STATE: Final[str] = "server_state.pt"
+TRAINED_WITH_FILE: Final[str] = "trained_with.json"
+ALL: Final[str] = "all"
+"""Key of the figures over all hospitals together (each hospital's are under ``sites``)."""
 
 
 def _metrics(reply: RecordDict) -> MetricRecord:
     return reply.metric_records[P.METRICS]
 
 
+def site_index(reply: RecordDict) -> int:
+    return int(P.number(_metrics(reply), P.SITE_INDEX))
+
+
 def histograms_by_site(replies: Sequence[RecordDict]) -> dict[int, H.ScoreHistogram]:
-    """Each hospital's score histogram from evaluation replies."""
+    """Each hospital's score histogram from evaluation replies, by the hospital's index."""
     out: dict[int, H.ScoreHistogram] = {}
     for r in replies:
         m = _metrics(r)
-        out[int(P.number(m, P.SITE_INDEX))] = H.ScoreHistogram(np.asarray(m[P.POS_HIST]), np.asarray(m[P.NEG_HIST]))
+        out[site_index(r)] = H.ScoreHistogram(np.asarray(m[P.POS_HIST]), np.asarray(m[P.NEG_HIST]))
     return out
 
 
-def histogram_summary(hists: dict[int, H.ScoreHistogram]) -> dict[str, Any]:
-    """Pooled and per-hospital AUROC/AUPRC from histograms (None where a class is missing)."""
+def histogram_summary(hists: dict[int, H.ScoreHistogram], names: Sequence[str]) -> dict[str, Any]:
+    """AUROC/AUPRC at all hospitals together and at each (by name) from histograms (None where a class is missing)."""
 
     def scores(h: H.ScoreHistogram) -> dict[str, Any]:
         ok = h.n_pos > 0 and h.n_neg > 0
@@ -52,8 +59,25 @@ def histogram_summary(hists: dict[int, H.ScoreHistogram]) -> dict[str, Any]:
             "auprc": H.auprc(h) if ok else None,
         }
 
-    pooled = sum(hists.values(), H.empty())
-    return {"pooled": scores(pooled), "sites": {str(k): scores(v) for k, v in sorted(hists.items())}}
+    everything = sum(hists.values(), H.empty())
+    return {ALL: scores(everything), "sites": {names[k]: scores(v) for k, v in sorted(hists.items())}}
+
+
+def _differences(got: Any, want: Any, where: str = "") -> list[str]:
+    if isinstance(got, dict) and isinstance(want, dict):
+        keys = sorted(set(got) | set(want))
+        return [d for k in keys for d in _differences(got.get(k), want.get(k), f"{where}.{k}" if where else k)]
+    return [] if got == want else [f"{where} {got!r} (the run's: {want!r})"]
+
+
+def _check_training(hospital: str, reported: dict[str, Any], expected: dict[str, Any]) -> None:
+    """A hospital must train with exactly the settings the server was given."""
+    diff = _differences(reported, expected)
+    if diff:
+        raise RuntimeError(
+            f"hospital {hospital!r} trained round {reported.get('server_round')} with other settings than the run's: "
+            + "; ".join(diff)
+        )
 
 
 @dataclass
@@ -61,6 +85,7 @@ class RoundTracker:
     """State of a federated run across rounds; ``offset`` is the round a resumed run starts after."""
 
     out_dir: Path | None
+    hospitals: tuple[str, ...]
     offset: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_round: int | None = None
@@ -68,6 +93,10 @@ class RoundTracker:
     best_val_histogram: H.ScoreHistogram | None = None
     server_state: Callable[[], dict[str, np.ndarray]] | None = None
     """The strategy's server-optimiser state, saved with every round's weights when not empty."""
+    trained_with: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per hospital, what it reported training with in each round (``trained_with.json``)."""
+    expect: Callable[[int, int], dict[str, Any]] | None = None
+    """What hospital ``i`` must train with in round ``r`` (the server's plan); a reply that differs stops the run."""
     _round: dict[str, Any] = field(default_factory=dict)
     _val: H.ScoreHistogram | None = None
     _mark: float = field(default_factory=time.perf_counter)
@@ -84,13 +113,18 @@ class RoundTracker:
 
     @classmethod
     def resume(
-        cls, out_dir: Path | None, checkpoint_dir: Path
+        cls, out_dir: Path | None, checkpoint_dir: Path, hospitals: tuple[str, ...]
     ) -> tuple[RoundTracker, dict[str, Any], dict[str, np.ndarray]]:
         """A tracker that continues the run saved in ``checkpoint_dir``, its last weights and server state."""
         last = json.loads((checkpoint_dir / "last.json").read_text())
         tracker = cls(
-            out_dir, offset=int(last["round"]), history=json.loads((checkpoint_dir / "history.json").read_text())
+            out_dir,
+            hospitals,
+            offset=int(last["round"]),
+            history=json.loads((checkpoint_dir / "history.json").read_text()),
         )
+        if (checkpoint_dir / TRAINED_WITH_FILE).is_file():
+            tracker.trained_with = json.loads((checkpoint_dir / TRAINED_WITH_FILE).read_text())
         if (checkpoint_dir / "best.json").is_file():
             best = json.loads((checkpoint_dir / "best.json").read_text())
             tracker.best_round, tracker.best_auroc = best["round"], best["val_auroc"]
@@ -104,22 +138,32 @@ class RoundTracker:
         ms = [_metrics(r) for r in replies]
         n = np.array([P.number(m, weight_key) for m in ms])
         loss = float(np.average([P.number(m, P.TRAIN_LOSS) for m in ms], weights=n))
+        trained = {}
+        for r, m in zip(replies, ms, strict=True):
+            name = self.hospitals[site_index(r)]
+            config = r.config_records.get(P.CONFIG)
+            if config is not None and P.TRAINED_WITH in config:
+                reported = json.loads(str(config[P.TRAINED_WITH]))
+                if self.expect is not None:
+                    _check_training(name, reported, self.expect(site_index(r), int(reported["server_round"])))
+                self.trained_with.setdefault(name, []).append(reported)
+            trained[name] = {"examples": int(P.number(m, weight_key)), "loss": P.number(m, P.TRAIN_LOSS)}
         self._round = {
             "train_loss": loss,
             "train_examples": int(n.sum()),
-            "trained_sites": sorted(int(P.number(m, P.SITE_INDEX)) for m in ms),
+            "trained": dict(sorted(trained.items(), key=lambda kv: self.hospitals.index(kv[0]))),
             "train_s": self._lap(),
         }
         return MetricRecord({P.TRAIN_LOSS: loss, P.NUM_EXAMPLES: int(n.sum())})
 
     def aggregate_evaluate(self, replies: list[RecordDict], weight_key: str) -> MetricRecord:
         hists = histograms_by_site(replies)
-        summary = histogram_summary(hists)
+        summary = histogram_summary(hists, self.hospitals)
         self._val = sum(hists.values(), H.empty())
         self._round["val"] = summary
         self._round["evaluate_s"] = self._lap()
-        auc = summary["pooled"]["auroc"]
-        return MetricRecord({"val-auroc": float("nan") if auc is None else auc, weight_key: summary["pooled"]["n"]})
+        auc = summary[ALL]["auroc"]
+        return MetricRecord({"val-auroc": float("nan") if auc is None else auc, weight_key: summary[ALL]["n"]})
 
     def end_round(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """``evaluate_fn``: runs last in each round; checkpoint and keep the best round."""
@@ -128,7 +172,7 @@ class RoundTracker:
         global_round = server_round + self.offset
         entry = {"round": global_round, **self._round}
         self.history.append(entry)
-        auc = entry.get("val", {}).get("pooled", {}).get("auroc")
+        auc = entry.get("val", {}).get(ALL, {}).get("auroc")
         improved = auc is not None and (self.best_auroc is None or auc > self.best_auroc)
         if improved:
             self.best_round, self.best_auroc, self.best_val_histogram = global_round, auc, self._val
@@ -140,6 +184,7 @@ class RoundTracker:
                 tensors = {k: torch.from_numpy(np.array(v)) for k, v in server.items()}
                 save_checkpoint(self.out_dir / SERVER_STATE, tensors, {"round": global_round})
             (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=2) + "\n")
+            (self.out_dir / TRAINED_WITH_FILE).write_text(json.dumps(self.trained_with, indent=2) + "\n")
             if improved and self._val is not None:
                 save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})
                 np.savez(self.out_dir / "best_val_histogram.npz", pos=self._val.pos, neg=self._val.neg)

@@ -30,8 +30,8 @@ def run_federation(
 ) -> dict[str, Any]:
     """Run the ServerApp and one ClientApp per training hospital (Ray backend, one CPU each).
 
-    ``run_config`` holds the flat run-config keys (it must set ``out-dir``); returns the run's
-    history, test results and message audit read back from there.
+    ``run_config`` is the fold's flat :class:`common.config.AppConfig` (it must set ``output.dir``);
+    returns the run's outputs read back from there (:data:`server.app.OUTPUTS`).
     """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault(
@@ -39,9 +39,9 @@ def run_federation(
     )  # Ray workers inherit it
     from flwr.simulation import run_simulation
 
-    out = run_config.get("out-dir")
+    out = run_config.get("output.dir")
     if not out:
-        raise ValueError("run_federation needs an out-dir in the run config for its results")
+        raise ValueError("run_federation needs output.dir in the run config for its results")
     backend = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": ray_cpus(n_nodes), "include_dashboard": False},

@@ -44,7 +44,7 @@ def test_noise_floor_retrains_only_the_pooled_arm_with_another_training_seed(tmp
     again = _bench().noise_floor_config(cfg)
 
     # Assert: same cohort (so the same splits and test set), same training settings but the seed
-    assert again.cohort == cfg.cohort
+    assert again.data == cfg.data
     assert again.train == cfg.train.model_copy(update={"seed": 1003})
     assert again.arms == ("pooled",)
     assert again.out_dir == tmp_path / "noise-floor"
@@ -55,7 +55,7 @@ def _write_seed(
 ) -> None:
     """A finished benchmark seed as ``run_comparison`` leaves it (only the fields the summary reads)."""
     config = {
-        "cohort": {"seed": seed},
+        "data": {"kind": "synthetic", "cohort": {"seed": seed}},
         "train": {"seed": seed},
         "federated": {"rounds": rounds},
         "out_dir": str(folder),
@@ -63,13 +63,13 @@ def _write_seed(
     scores = [{"arm": arm, "test_site": "all", "auroc": a} for arm, a in (("federated", fed), ("pooled", pooled))]
     scores.append({"arm": "federated", "test_site": "hospital_a", "auroc": 0.5})
     # Validation curves: federated best = its test AUROC, last 0.05 lower; pooled best = its test AUROC, last 0.2 lower
-    curves = {
-        "federated": [{"val": {"pooled": {"auroc": a}}} for a in (fed - 0.1, fed, fed - 0.05)],
-        "pooled": [{"val_auroc": a} for a in (pooled, pooled - 0.2)],
-    }
+    arms = [
+        {"arm": "federated", "curve": [{"val_auroc": a} for a in (fed - 0.1, fed, fed - 0.05)]},
+        {"arm": "pooled", "curve": [{"val_auroc": a} for a in (pooled, pooled - 0.2)]},
+    ]
     run = folder / f"seed-{seed}"
     (run / "noise-floor").mkdir(parents=True)
-    results = {"config": config, "scores": scores, "federation_overhead": {"ratio": 1.2}, "curves": {"gah": curves}}
+    results = {"config": config, "scores": scores, "federation_overhead": {"ratio": 1.2}, "folds": [{"arms": arms}]}
     (run / "results.json").write_text(json.dumps(results))
     if again is not None:
         pooled_again = {"config": config, "scores": [{"arm": "pooled", "test_site": "all", "auroc": again}]}

@@ -1,23 +1,53 @@
-"""What a hospital's training process imports: torch and flwr, not the ingestion or statistics stack."""
+"""What a hospital's process imports: the prepared-data reader, the models and training, nothing of ingestion."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+CLIENT_MODULES = [
+    "client", "client.app",
+    "common", "common.config", "common.config.flat", "common.config.paths", "common.config.sections",
+    "common.data", "common.data.arrays", "common.data.leads", "common.data.preprocess", "common.data.splits",
+    "common.data.store",
+    "common.evaluation", "common.evaluation.metrics",
+    "common.federation", "common.federation.histograms", "common.federation.hospital", "common.federation.protocol",
+    "common.models", "common.models.bilstm", "common.models.blocks", "common.models.cnn",
+    "common.models.conv_bilstm_attn", "common.models.inception", "common.models.registry", "common.models.resnet",
+    "common.synthetic", "common.synthetic.key",
+    "common.training", "common.training.engine",
+]  # fmt: skip
+"""Every project module the ClientApp loads: a new import here must be a deliberate choice."""
 
-def test_client_app_imports_neither_wfdb_nor_scipy_nor_sklearn() -> None:
-    # Prepare: a fresh interpreter, as a Ray worker or supernode is
+
+def _imported_by(statement: str) -> tuple[list[str], list[str]]:
     code = (
-        "import sys; import client.app; "
-        "print(','.join(sorted(m for m in ('wfdb', 'scipy', 'sklearn') if m in sys.modules)))"
+        f"import json, sys; {statement}; "
+        "ours = sorted(m for m in sys.modules if m.split('.')[0] in ('common', 'client', 'server', 'sim')); "
+        "heavy = [m for m in ('wfdb', 'scipy', 'sklearn', 'matplotlib', 'ray') if m in sys.modules]; "
+        "print(json.dumps([ours, heavy]))"
     )
-
-    # Execute
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    ours, heavy = json.loads(proc.stdout)
+    return ours, heavy
 
-    # Assert: each of these costs start-up time in every client process (and wfdb warns on import)
-    assert proc.stdout.strip() == ""
+
+def test_the_client_app_imports_exactly_these_modules_and_no_ingestion_or_statistics_stack() -> None:
+    # Execute: a fresh interpreter, as a Ray worker or a SuperNode's ClientApp process is
+    ours, heavy = _imported_by("import client.app")
+
+    # Assert: no reader, ingest, generator or downloader; none of wfdb, scipy, scikit-learn, matplotlib, Ray
+    assert ours == sorted(CLIENT_MODULES)
+    assert not any(".readers" in m or m.endswith((".ingest", ".generator", ".cohort", ".sources")) for m in ours)
+    assert heavy == []
+
+
+def test_the_server_app_imports_no_data_pipeline() -> None:
+    ours, heavy = _imported_by("import server.app")
+
+    assert not any(".readers" in m or m.endswith((".ingest", ".generator", ".sources")) for m in ours)
+    assert heavy == []

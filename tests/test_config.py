@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -39,10 +41,15 @@ def test_lowpass_must_be_below_nyquist() -> None:
         SiteSpec(name="x", weight=1, prevalence=0.1, fs=100, age_mean=60, age_sd=10, male_fraction=0.5, lowpass_hz=60)
 
 
-def test_key_changes_with_content_only() -> None:
-    assert CohortConfig(seed=1).key() == CohortConfig(seed=1).key()
-    assert CohortConfig(seed=1).key() != CohortConfig(seed=2).key()
-    assert CohortConfig(difficulty=0.4).key() != CohortConfig(difficulty=0.5).key()
+def test_key_changes_with_content_and_generator_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.synthetic import key
+
+    assert key.cohort_key(CohortConfig(seed=1)) == key.cohort_key(CohortConfig(seed=1))
+    assert key.cohort_key(CohortConfig(seed=1)) != key.cohort_key(CohortConfig(seed=2))
+    assert key.cohort_key(CohortConfig(difficulty=0.4)) != key.cohort_key(CohortConfig(difficulty=0.5))
+    before = key.synthetic_cohort_dir(CohortConfig(), Path("/d"))
+    monkeypatch.setattr(key, "GENERATOR_VERSION", key.GENERATOR_VERSION + 1)
+    assert key.synthetic_cohort_dir(CohortConfig(), Path("/d")) != before
 
 
 def test_config_is_frozen() -> None:

@@ -12,7 +12,7 @@ from common.evaluation.metrics import MetricError
 from common.models import create_model
 from common.training.engine import cosine_factor, fit, predict, train_epochs
 
-CFG = TrainConfig(epochs=3, batch_size=16, lr=3e-3, seed=0, num_threads=1)
+CFG = TrainConfig(batch_size=16, lr=3e-3, seed=0, num_threads=1)
 
 
 def _toy(n: int = 64, seed: int = 0) -> EcgArrays:
@@ -61,12 +61,12 @@ def test_fit_keeps_the_best_validation_epoch() -> None:
     torch.manual_seed(0)
     model = create_model("cnn1d")
 
-    result = fit(model, _toy(), _toy(seed=2), CFG)
+    result = fit(model, _toy(), _toy(seed=2), CFG, epochs=3)
 
     best = max(h.val_auroc for h in result.history if h.val_auroc is not None)
     assert result.best_val_auroc == best
     assert result.history[result.best_epoch - 1].val_auroc == best
-    assert result.samples_seen == CFG.epochs * 64
+    assert result.samples_seen == 3 * 64
 
 
 def test_sites_at_different_rates_pool_after_resampling(tiny_cohort: list[SiteStore]) -> None:
@@ -129,9 +129,9 @@ def test_early_stopping_and_checkpoint(tmp_path) -> None:  # type: ignore[no-unt
 
     torch.manual_seed(0)
     model = create_model("cnn1d")
-    cfg = TrainConfig(epochs=30, batch_size=16, lr=3e-3, patience=2, num_threads=1)
+    cfg = TrainConfig(batch_size=16, lr=3e-3, num_threads=1)
 
-    result = fit(model, _toy(), _toy(seed=2), cfg, checkpoint=tmp_path / "best.pt")
+    result = fit(model, _toy(), _toy(seed=2), cfg, epochs=30, patience=2, checkpoint=tmp_path / "best.pt")
 
     assert result.stopped_early and len(result.history) < 30
     assert len(result.history) - result.best_epoch == 2

@@ -1,8 +1,9 @@
-"""Federated pieces without Ray: client handlers, the FedProx term, round tracking."""
+"""Federated pieces without Ray: client handlers with a hand-built Message and Context, the FedProx term."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,11 +11,20 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
 from client.app import make_client_app
-from common.config import TrainConfig
+from common.config import AppConfig, StoresConfig, TrainConfig
+from common.config import flat as F
 from common.data.store import SiteStore
 from common.federation import histograms as H
 from common.federation import protocol as P
-from common.federation.hospital import local_train, round_seed
+from common.federation.hospital import (
+    Hospital,
+    LocalTraining,
+    NodeDataError,
+    hospital_of,
+    local_train,
+    planned_training,
+    round_seed,
+)
 from common.models import create_model
 
 from .conftest import TINY
@@ -23,28 +33,35 @@ from .test_engine import _toy
 pytestmark = pytest.mark.usefixtures("as_server_task")  # tests build instruction messages
 
 
-def _context(data_dir: Path, partition: int, n_partitions: int = 3) -> Context:
+def _app(data_dir: Path, **sections: Any) -> AppConfig:
+    return AppConfig(cohort=TINY, data=StoresConfig(dir=data_dir), **sections)
+
+
+def _context(app: AppConfig, partition: int, n_partitions: int = 3) -> Context:
     return Context(
         run_id=1,
         node_id=10 + partition,
         node_config={P.PARTITION_ID: partition, P.NUM_PARTITIONS: n_partitions},
         state=RecordDict(),
-        run_config={"seed": TINY.seed, P.NUM_SITES: TINY.n_sites, "n-ecgs": TINY.n_ecgs, "data-dir": str(data_dir)},
+        run_config=dict(F.flatten(app)),
     )
 
 
-def _message(kind: str, config: dict[str, float | int | str]) -> Message:
-    content = RecordDict({P.ARRAYS: ArrayRecord(create_model("cnn1d").state_dict()), P.CONFIG: ConfigRecord(config)})
+def _message(kind: str, config: dict[str, float | int | str], model: str = "cnn1d") -> Message:
+    content = RecordDict({P.ARRAYS: ArrayRecord(create_model(model).state_dict()), P.CONFIG: ConfigRecord(config)})
     return Message(content=content, dst_node_id=12, message_type=kind)
 
 
-def test_train_reply_holds_weights_and_aggregates_only(tiny_cohort: list[SiteStore], tiny_data_dir: Path) -> None:
+def test_train_reply_holds_weights_aggregates_and_the_settings_used(
+    tiny_cohort: list[SiteStore], tiny_data_dir: Path
+) -> None:
+    app = _app(tiny_data_dir)
     msg = _message(MessageType.TRAIN, {P.SERVER_ROUND: 1})
     sent = msg.content.array_records[P.ARRAYS].to_numpy_ndarrays()
 
-    reply = make_client_app()(msg, _context(tiny_data_dir, 2))
+    reply = make_client_app()(msg, _context(app, 2))
 
-    assert set(reply.content.keys()) == {P.ARRAYS, P.METRICS}
+    assert set(reply.content.keys()) == {P.ARRAYS, P.METRICS, P.CONFIG}
     got = reply.content.array_records[P.ARRAYS].to_numpy_ndarrays()
     assert [a.shape for a in got] == [a.shape for a in sent]
     assert any(not np.array_equal(a, b) for a, b in zip(got, sent, strict=True))
@@ -52,29 +69,64 @@ def test_train_reply_holds_weights_and_aggregates_only(tiny_cohort: list[SiteSto
     assert set(metrics) == {P.NUM_EXAMPLES, P.TRAIN_LOSS, P.SITE_INDEX}
     assert metrics[P.NUM_EXAMPLES] == int((tiny_cohort[2].metadata["split"] == "train").sum())
     assert metrics[P.SITE_INDEX] == 2
+    used = LocalTraining.model_validate_json(str(reply.content.config_records[P.CONFIG][P.TRAINED_WITH]))
+    assert used == planned_training(app, Hospital(2, "hospital_c", Path()), 1, 0.0)
 
 
-def test_hospitals_train_with_their_share_of_the_pooled_batch(
+def _every_training_field_changed() -> TrainConfig:
+    """A TrainConfig in which every field differs from its default (the test fails for a new field until added)."""
+    changed = TrainConfig(
+        model="bilstm", batch_size=30, lr=3e-4, weight_decay=0.2, target_fs=250, seed=11, num_threads=3,
+        loss="focal", pos_weight="none", focal_gamma=1.5, crop_s=2.5, window_aggregate="max", progress=True,
+    )  # fmt: skip
+    default = TrainConfig()
+    same = [name for name in TrainConfig.model_fields if getattr(changed, name) == getattr(default, name)]
+    assert not same, f"fields left at their defaults: {same}"
+    return changed
+
+
+def test_a_hospital_trains_with_exactly_the_settings_the_server_was_given(
     tiny_cohort: list[SiteStore], tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Prepare: every training field changed, the federated settings that shape local work too
     import client.app
 
-    batches: list[int] = []
+    train = _every_training_field_changed()
+    app = _app(tiny_data_dir, train=train).model_copy(
+        update={
+            "federated": AppConfig().federated.model_copy(
+                update={"local_epochs": 2, "rounds": 4, "hospital_threads": 2}
+            )
+        }
+    )
+    used: list[LocalTraining] = []
 
-    def spy(state: dict[str, torch.Tensor], data: object, cfg: TrainConfig, **kw: object) -> object:
-        batches.append(cfg.batch_size)
-        return local_train(state, data, cfg, **kw)  # type: ignore[arg-type]
+    def spy(state: dict[str, torch.Tensor], data: Any, plan: LocalTraining) -> Any:
+        used.append(plan)
+        assert data.x.shape[-1] == 10 * train.target_fs  # the hospital's data at the run's model rate
+        return local_train(state, data, plan)
 
     monkeypatch.setattr(client.app, "local_train", spy)
-    ctx = _context(tiny_data_dir, 1)
-    ctx.run_config["batch-size"] = 48
 
-    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
-    ctx.run_config[P.TRAIN_SITES] = "0,1"
-    ctx.node_config[P.NUM_PARTITIONS] = 2
-    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
-    ctx.run_config[P.LOCAL_BATCH_SIZE] = 8
-    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
+    # Execute: round 3, as the server sends it (FedProx's mu in the message)
+    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 3, P.PROXIMAL_MU: 0.05}, "bilstm"), _context(app, 1))
+
+    # Assert: the run's settings, with the hospital's share of the batch, its threads and its round's seed
+    (plan,) = used
+    expected = train.model_copy(update={"batch_size": 10, "num_threads": 2, "seed": round_seed(11, 1, 3)})
+    assert plan.train == expected
+    assert (plan.epochs, plan.first_epoch, plan.total_epochs, plan.proximal_mu) == (2, 4, 8, 0.05)
+    assert plan.lr_first == pytest.approx(3e-4 * 0.5 * (1 + np.cos(np.pi * 4 / 8)))
+
+
+def test_hospitals_train_with_their_share_of_the_pooled_batch(tiny_data_dir: Path) -> None:
+    app = _app(tiny_data_dir, train=TrainConfig(batch_size=48))
+    two = app.model_copy(update={"data": StoresConfig(dir=tiny_data_dir, hospitals=("hospital_a", "hospital_b"))})
+    fixed = two.model_copy(update={"federated": app.federated.model_copy(update={"local_batch_size": 8})})
+
+    batches = [
+        planned_training(a, hospital_of(a, {P.PARTITION_ID: 1}), 1, 0.0).train.batch_size for a in (app, two, fixed)
+    ]
 
     assert batches == [16, 24, 8]
 
@@ -82,7 +134,7 @@ def test_hospitals_train_with_their_share_of_the_pooled_batch(
 def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], tiny_data_dir: Path) -> None:
     msg = _message(MessageType.EVALUATE, {P.SERVER_ROUND: 1, P.EVAL_SPLIT: "test", P.THRESHOLD: 0.5})
 
-    reply = make_client_app()(msg, _context(tiny_data_dir, 0))
+    reply = make_client_app()(msg, _context(_app(tiny_data_dir), 0))
 
     assert set(reply.content.keys()) == {P.METRICS}
     m = dict(reply.content.metric_records[P.METRICS])
@@ -94,27 +146,41 @@ def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], t
     assert m[P.TP] + m[P.FN] == n_pos and m[P.TP] + m[P.FP] + m[P.TN] + m[P.FN] == n
 
 
+def test_a_node_whose_store_is_missing_names_the_command_that_prepares_it(tmp_path: Path) -> None:
+    app = AppConfig(cohort=TINY.model_copy(update={"difficulty": 0.3}), data=StoresConfig(dir=tmp_path))
+
+    with pytest.raises(NodeDataError) as err:
+        make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), _context(app, 0))
+
+    text = str(err.value)
+    assert "hospital_a" in text and "has no prepared data" in text
+    assert f"fedami ingest --data synthetic --n-ecgs 300 --difficulty 0.3 --seed 7 --data-dir {tmp_path}" in text
+    assert not any(tmp_path.iterdir())  # nothing generated inside a message
+
+
 def test_a_node_beyond_the_training_hospitals_is_refused(tiny_data_dir: Path) -> None:
-    ctx = _context(tiny_data_dir, 2, n_partitions=3)
-    ctx.run_config[P.TRAIN_SITES] = "0,2"  # LOHO fold holding out hospital 1: two nodes only
+    loho = StoresConfig(dir=tiny_data_dir, hospitals=("hospital_a", "hospital_c"))  # hospital_b held out
+    app = _app(tiny_data_dir).model_copy(update={"data": loho})
 
     with pytest.raises(ValueError, match="2 training hospitals"):
-        make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
-
-
-def test_loho_partition_maps_to_the_training_hospitals() -> None:
-    s = P.settings_from_run_config({P.TRAIN_SITES: "0,2"})
-
-    assert [s.site_of({P.PARTITION_ID: i, P.NUM_PARTITIONS: 2}) for i in (0, 1)] == [0, 2]
+        make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), _context(app, 2))
+    assert [hospital_of(app, {P.PARTITION_ID: i, P.NUM_PARTITIONS: 2}).name for i in (0, 1)] == [
+        "hospital_a",
+        "hospital_c",
+    ]
 
 
 def test_fedprox_term_pulls_towards_the_global_weights() -> None:
-    cfg = TrainConfig(batch_size=16, lr=1e-2, num_threads=1)
+    cfg = TrainConfig(batch_size=16, lr=1e-2, num_threads=1, seed=1)
     torch.manual_seed(0)
     start = create_model("cnn1d").state_dict()
 
     def distance(mu: float) -> float:
-        res = local_train({k: v.clone() for k, v in start.items()}, _toy(), cfg, epochs=2, seed=1, prox_mu=mu)
+        plan = LocalTraining(
+            hospital="h", server_round=1, train=cfg, epochs=2, first_epoch=0, total_epochs=2, lr_first=0, lr_last=0,
+            proximal_mu=mu,
+        )  # fmt: skip
+        res = local_train({k: v.clone() for k, v in start.items()}, _toy(), plan)
         return float(sum(((res.state[k].float() - start[k].float()) ** 2).sum() for k in start if "running" not in k))
 
     free, mild, strong = distance(0.0), distance(1.0), distance(100.0)
@@ -122,21 +188,23 @@ def test_fedprox_term_pulls_towards_the_global_weights() -> None:
 
 
 def test_later_rounds_train_with_the_cosine_decayed_learning_rate() -> None:
-    cfg = TrainConfig(batch_size=16, lr=1e-2, num_threads=1)
+    cfg = TrainConfig(batch_size=16, lr=1e-2, num_threads=1, seed=1)
     torch.manual_seed(0)
     start = create_model("cnn1d").state_dict()
 
-    def update(rounds: tuple[int, int] | None) -> dict[str, torch.Tensor]:
-        res = local_train({k: v.clone() for k, v in start.items()}, _toy(), cfg, epochs=2, seed=1, rounds=rounds)
+    def update(first: int, total: int) -> dict[str, torch.Tensor]:
+        plan = LocalTraining(
+            hospital="h", server_round=1, train=cfg, epochs=2, first_epoch=first, total_epochs=total, lr_first=0,
+            lr_last=0, proximal_mu=0.0,
+        )  # fmt: skip
+        res = local_train({k: v.clone() for k, v in start.items()}, _toy(), plan)
         return {k: res.state[k] - start[k] for k in start if start[k].is_floating_point() and "running" not in k}
 
     def size(delta: dict[str, torch.Tensor]) -> float:
         return float(sum((d**2).sum() for d in delta.values()))
 
-    constant, first, last = update(None), update((1, 10)), update((10, 10))
-    # round 1 of 10 begins at the full rate (factor 1), so its first epoch matches constant training
+    first, last = update(0, 20), update(18, 20)
     assert size(last) < 0.2 * size(first)
-    assert size(first) == pytest.approx(size(constant), rel=0.05)
 
 
 def test_fedprox_term_value_is_half_mu_squared_norm() -> None:
@@ -157,12 +225,14 @@ def test_round_seed_depends_on_seed_site_and_round_only() -> None:
 
 
 def test_a_deployed_node_names_its_hospital_and_data_folder(tiny_cohort: list[SiteStore], tiny_data_dir: Path) -> None:
+    app = AppConfig(cohort=TINY, data=StoresConfig(dir=Path("/nonexistent")))
+    own = tiny_cohort[1].path.parent
     ctx = Context(
         run_id=1,
         node_id=7,
-        node_config={P.NODE_SITE: "hospital_b", P.NODE_DATA_DIR: str(tiny_data_dir)},
+        node_config={P.NODE_SITE: "hospital_b", P.NODE_DATA_DIR: str(own)},
         state=RecordDict(),
-        run_config={"seed": TINY.seed, P.NUM_SITES: TINY.n_sites, "n-ecgs": TINY.n_ecgs, "data-dir": "/nonexistent"},
+        run_config=dict(F.flatten(app)),
     )
 
     reply = make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), ctx)
@@ -172,11 +242,13 @@ def test_a_deployed_node_names_its_hospital_and_data_folder(tiny_cohort: list[Si
     assert metrics[P.NUM_EXAMPLES] == int((tiny_cohort[1].metadata["split"] == "train").sum())
 
 
-def test_a_deployed_node_outside_the_training_hospitals_is_refused() -> None:
-    s = P.settings_from_run_config({P.TRAIN_SITES: "0,2"})
+def test_a_deployed_node_outside_the_training_hospitals_is_refused(tiny_data_dir: Path) -> None:
+    app = _app(tiny_data_dir).model_copy(
+        update={"data": StoresConfig(dir=tiny_data_dir, hospitals=("hospital_a", "hospital_c"))}
+    )
 
-    assert s.site_of({P.NODE_SITE: "hospital_c"}) == 2 and s.site_of({P.NODE_SITE: "0"}) == 0
+    assert hospital_of(app, {P.NODE_SITE: "hospital_c"}).index == 1 and hospital_of(app, {P.NODE_SITE: "0"}).index == 0
     with pytest.raises(ValueError, match="'hospital_b' is not a training hospital"):
-        s.site_of({P.NODE_SITE: "hospital_b"})
+        hospital_of(app, {P.NODE_SITE: "hospital_b"})
     with pytest.raises(ValueError, match="not a training hospital"):
-        s.site_of({P.NODE_SITE: "hospital_z"})
+        hospital_of(app, {P.NODE_SITE: "hospital_z"})

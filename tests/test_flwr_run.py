@@ -37,9 +37,25 @@ def test_flwr_run_two_rounds_on_a_tiny_cohort(tmp_path: Path) -> None:
         "FEDAMI_DATA_DIR": str(tmp_path / "data"),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    # Nodes only read prepared data: the explicit prepare step first, as a user (or a node's start-up) does
+    prepare = subprocess.run(
+        [sys.executable, str(REPO / "sim" / "ingest.py"), "--data", "synthetic", "--n-ecgs", "300"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert prepare.returncode == 0, prepare.stderr[-3000:]
     try:
         proc = subprocess.run(
-            [str(bin_dir / "flwr"), "run", str(REPO), "--run-config", "n-ecgs=300 num-server-rounds=2", "--stream"],
+            [
+                str(bin_dir / "flwr"),
+                "run",
+                str(REPO),
+                "--run-config",
+                "cohort.n-ecgs=300 federated.rounds=2",
+                "--stream",
+            ],
             capture_output=True,
             text=True,
             env=env,

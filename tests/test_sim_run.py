@@ -22,7 +22,7 @@ def _check_outputs(out: Path, arms: set[str]) -> dict:  # type: ignore[type-arg]
     results = json.loads((out / "results.json").read_text())
     config = json.loads((out / "config.json").read_text())
     assert results["config"] == config
-    assert [row["site"] for row in results["cohort"]] == ["hospital_a", "hospital_b", "hospital_c"]
+    assert [row["site"] for row in results["hospitals"]] == ["hospital_a", "hospital_b", "hospital_c"]
     assert {row["arm"] for row in results["scores"]} == arms
     for name in ("results.md", "learning_curves.png"):
         assert (out / name).stat().st_size > 0, name
@@ -40,9 +40,12 @@ def test_centralised_arms_smoke_run(tmp_path: Path) -> None:
     results = _check_outputs(out, {"pooled", "local:hospital_a", "local:hospital_b", "local:hospital_c"})
     assert len(results["scores"]) == 4 + 3 * 4  # each model at 3 test sites and at all of them pooled
     assert {r["test_site"] for r in results["scores"]} == {"hospital_a", "hospital_b", "hospital_c", "all"}
-    assert (
-        results["config"]["train"]["epochs"] == 8 and len(results["curves"]["gah"]["pooled"]) == 2
-    )  # rounds x local epochs
+    # what each arm trained with is recorded as it ran: rounds x local epochs passes, the pooled batch, the seed
+    arms = {a["arm"]: a for a in results["folds"][0]["arms"]}
+    pooled = arms["pooled"]["trained_with"]
+    assert pooled["passes"] == 2 and len(arms["pooled"]["curve"]) == 2 and "epochs" not in results["config"]["train"]
+    assert (pooled["train"]["batch_size"], pooled["train"]["seed"], pooled["train"]["num_threads"]) == (64, 3, 2)
+    assert arms["local:hospital_b"]["trained_with"]["hospitals"] == ["hospital_b"]
 
 
 @pytest.mark.slow
@@ -67,7 +70,10 @@ def test_default_command_runs_all_three_arms(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = _check_outputs(out, {"federated", "pooled", "local:hospital_a", "local:hospital_b", "local:hospital_c"})
     assert results["federation_overhead"]["ratio"] > 0
-    assert [h["round"] for h in results["curves"]["gah"]["federated"]] == [1, 2]
+    fed = next(a for a in results["folds"][0]["arms"] if a["arm"] == "federated")
+    assert [p["passes"] for p in fed["curve"]] == [1, 2]
+    assert fed["trained_with"]["train"]["batch_size"] == 21 and fed["trained_with"]["train"]["num_threads"] == 1
+    assert set(fed["trained_with"]["per_hospital"]) == {"hospital_a", "hospital_b", "hospital_c"}
     assert "federation overhead" in proc.stdout
 
 
@@ -77,7 +83,7 @@ def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:
     strategy = _run("--strategy", "fedsgd", "--out", str(tmp_path / "c"))
 
     assert unknown.returncode == 2 and "known models:" in unknown.stderr and "cnn1d" in unknown.stderr
-    assert one_site.returncode == 2 and "n_sites" in one_site.stderr
+    assert one_site.returncode == 2 and "data.cohort.n-sites (--clients)" in one_site.stderr
     assert strategy.returncode == 2 and "known: fedavg" in strategy.stderr
     assert not any((tmp_path / d).exists() for d in "abc")
 
@@ -113,4 +119,4 @@ def test_a_manifest_of_hospital_exports_runs_the_comparison(tiny_cohort: list, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert {r["test_site"] for r in results["scores"]} == {"hospital_a", "hospital_b", "hospital_c", "all"}
-    assert results["config"]["real_data"]["kind"] == "manifest"
+    assert results["config"]["data"]["kind"] == "manifest"

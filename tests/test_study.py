@@ -5,32 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
-from common.config import TrainConfig
+from common.config import StudyConfig, TrainConfig
 from common.data.ingest import site_table
 from common.data.sources import pooled_split
 from common.data.store import SiteStore
 from common.experiments.study import ModelRun, run_study
 
 
+def _config(out: Path, n_boot: int) -> StudyConfig:
+    train = TrainConfig(batch_size=32, num_threads=1)
+    return StudyConfig(data_dir=out / "data", out_dir=out, train=train, epochs=1, n_boot=n_boot)
+
+
 def test_study_writes_the_main_and_benchmark_tables(tiny_cohort: list[SiteStore], tmp_path: Path) -> None:
     train, val, test = (pooled_split(tiny_cohort, s, 100) for s in ("train", "val", "test"))
-    cfg = TrainConfig(epochs=1, batch_size=32, num_threads=1)
+    cfg = _config(tmp_path, n_boot=50)
     models = ["conv_bilstm_attn", "cnn1d", "features_logreg"]
 
     table = run_study(
-        models,
-        train,
-        val,
-        test,
-        cfg,
-        tmp_path,
-        title="tiny",
-        data_table=site_table(tiny_cohort),
-        config={},
-        n_boot=50,
-        echo=lambda *_: None,
+        cfg, models, train, val, test, title="tiny", data_table=site_table(tiny_cohort), echo=lambda *_: None
     )
 
     assert table["model"].tolist() == models
@@ -47,17 +40,22 @@ def test_study_writes_the_main_and_benchmark_tables(tiny_cohort: list[SiteStore]
         assert (tmp_path / png).stat().st_size > 0
     saved = ModelRun.load(tmp_path / "models", "cnn1d")
     assert len(saved.test_scores) == len(test) and saved.n_parameters > 0
-    assert isinstance(pd.DataFrame(results["benchmark_table"]), pd.DataFrame)
+    assert [r["model"] for r in results["benchmark_table"]] == models
+    assert results["benchmark_table"][1]["AUROC [95% CI]"].startswith(
+        f"{results['models']['cnn1d']['clinical']['auroc']:.3f}"
+    )
+    assert results["config"]["epochs"] == 1 and results["config"]["models"] == models
 
 
 def test_reuse_skips_finished_models(tiny_cohort: list[SiteStore], tmp_path: Path) -> None:
     train, val, test = (pooled_split(tiny_cohort, s, 100) for s in ("train", "val", "test"))
-    cfg = TrainConfig(epochs=1, batch_size=32, num_threads=1)
-    kwargs = {"title": "tiny", "data_table": site_table(tiny_cohort), "config": {}, "n_boot": 20}
-    run_study(["features_logreg", "cnn1d"], train, val, test, cfg, tmp_path, echo=lambda *_: None, **kwargs)  # type: ignore[arg-type]
+    cfg = _config(tmp_path, n_boot=20)
+    models = ["features_logreg", "cnn1d"]
+    table = site_table(tiny_cohort)
+    run_study(cfg, models, train, val, test, title="tiny", data_table=table, echo=lambda *_: None)
     lines: list[str] = []
 
-    run_study(["features_logreg", "cnn1d"], train, val, test, cfg, tmp_path, reuse=True, echo=lines.append, **kwargs)  # type: ignore[arg-type]
+    run_study(cfg, models, train, val, test, title="tiny", data_table=table, reuse=True, echo=lines.append)
 
     assert [line for line in lines if line.startswith(("reusing", "training"))] == [
         f"reusing features_logreg from {tmp_path / 'models'}",

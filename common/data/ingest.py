@@ -22,12 +22,12 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from common.config import OTHER_SITE, IngestConfig
 from common.data.leads import N_LEADS
-from common.data.preprocess import PreprocessConfig, preprocess_signal
-from common.data.qc import QCConfig, QualityReport, check_row, check_signal
+from common.data.preprocess import preprocess_signal
+from common.data.qc import QualityReport, check_row, check_signal
 from common.data.readers.base import INDEX_COLUMNS, QCReason, RecordError, Source
 from common.data.splits import assign_splits, merge_small_sites
 from common.data.store import SiteStore, StoreError, write_json, write_site_store
@@ -37,22 +37,9 @@ log = logging.getLogger(__name__)
 REPORT_FILE: Final[str] = "qc_report.json"
 REPORT_TABLE: Final[str] = "qc_report.csv"
 SETTINGS_FILE: Final[str] = "ingest.json"
-OTHER_SITE: Final[str] = "other"
 _BATCH: Final[int] = 64
 INGEST_VERSION: Final[int] = 1
 """Bumped whenever ingest output changes for the same inputs, so old caches are not reused."""
-
-
-class IngestConfig(BaseModel):
-    """Everything that decides what an ingest produces (part of the cache key)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    preprocess: PreprocessConfig = PreprocessConfig()
-    qc: QCConfig = QCConfig()
-    min_site_records: int = Field(0, ge=0, description=f"sites with fewer records are merged into {OTHER_SITE!r}")
-    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+
+from common.config import PreprocessConfig
 
 # scipy.signal is imported inside the filters: it takes about 0.7 s, and a federated client process,
 # which reads its preprocessed splits from the store's cache, should not pay that on every start.
@@ -43,22 +44,6 @@ def demographics(meta: pd.DataFrame) -> np.ndarray:
         ],
         axis=1,
     ).astype(np.float32)
-
-
-class PreprocessConfig(BaseModel):
-    """How raw records become store records (recorded with every ingest)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    target_fs: Literal[100, 250, 500] = 100
-    bandpass_hz: tuple[float, float] | None = (0.5, 40.0)
-    notch_hz: float | None = Field(None, description="mains notch, e.g. 50 or 60; None for off")
-    length_s: float = Field(10.0, gt=0)
-    normalise: Literal["none", "per_record", "site_train"] = Field(
-        "none",
-        description="per-lead standardisation: none (keep mV), per record, or with statistics fitted on each "
-        "site's training split only (applied when the split is loaded)",
-    )
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: int) -> np.ndarray:

@@ -10,23 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from common.config import QCConfig
 from common.data.leads import LEADS
 from common.data.readers.base import QCReason, RawEcg, RecordError
-
-
-class QCConfig(BaseModel):
-    """Thresholds of the quality checks (saved with every ingest)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_duration_s: float = Field(5.0, gt=0, description="shorter records are rejected as too short")
-    flat_ptp: float = Field(0.01, ge=0, description="a lead whose peak-to-peak is below this is flat")
-    saturation_run_s: float = Field(0.08, gt=0, description="a run this long at a lead's extreme is clipping")
-    fs_range_hz: tuple[float, float] = (50.0, 2000.0)
-    age_range: tuple[float, float] = (0.0, 110.0)
-    require_label: bool = True
 
 
 def check_row(row: Mapping[str, Any], cfg: QCConfig) -> None:

@@ -1,73 +1,80 @@
-"""The datasets a run can use, all ending as site stores: synthetic, or real PTB-XL."""
+"""Preparing a run's data: the data settings -> a folder of site stores, one per hospital.
+
+This is the explicit prepare step (``fedami ingest``, and the first thing ``fedami run`` and
+``fedami study`` do): the synthetic cohort is generated, real records are read, checked,
+preprocessed and stored. A federated node never calls this; it only opens what was prepared.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from common.config import CohortConfig
+from common.config import ChallengeData, DataSource, ManifestData, PtbxlData, SyntheticData
 from common.data.arrays import EcgArrays, concat, load_split
-from common.data.ingest import IngestConfig, ingest
-from common.data.preprocess import PreprocessConfig
-from common.data.readers.manifest import ManifestSource
-from common.data.readers.ptbxl import Label, ptbxl_source
+from common.data.readers.base import Source
 from common.data.store import SiteStore
-from common.synthetic.cohort import ensure_synthetic_cohort
 
 
-class PtbxlDataset(BaseModel):
-    """Real PTB-XL: raw records (and optionally the shared filtered array), hospitals by recording
-    site with small sites merged, PTB-XL folds, per-record standardisation (the filtered array is
-    z-scored, so raw records must be too)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    root: Path
-    filtered: Path | None = None
-    label: Label = "mi"
-    likelihood: float = 50.0
-    min_site_records: int = 100
-
-    def open(self, data_dir: Path, *, workers: int | None = None, echo: Any = print) -> list[SiteStore]:
-        source = ptbxl_source(self.root, self.filtered, label=self.label, likelihood=self.likelihood)
-        cfg = IngestConfig(preprocess=PreprocessConfig(normalise="per_record"), min_site_records=self.min_site_records)
-        return ingest(source, cfg, data_dir, workers=workers, progress=True, echo=echo).stores
-
-
-class ManifestDataset(BaseModel):
-    """A hospital network's own WFDB exports listed in one CSV manifest (one row per ECG, a ``site``
-    column naming the hospital); ingested with the default preprocessing, splits per hospital."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+@dataclass(frozen=True)
+class Prepared:
+    """Prepared data: the folder holding one site store per hospital, and the stores."""
 
     path: Path
-    min_site_records: int = 0
+    stores: list[SiteStore]
 
-    def open(self, data_dir: Path, *, workers: int | None = None, echo: Any = print) -> list[SiteStore]:
-        cfg = IngestConfig(min_site_records=self.min_site_records)
-        return ingest(ManifestSource(path=self.path), cfg, data_dir, workers=workers, progress=True, echo=echo).stores
-
-
-RealData = PtbxlDataset | ManifestDataset
+    @property
+    def hospitals(self) -> tuple[str, ...]:
+        return tuple(s.site for s in self.stores)
 
 
-def real_data(spec: Mapping[str, str]) -> RealData:
-    """The real dataset a flat spec names: ``{kind: ptbxl, root, filtered}`` or ``{kind: manifest, path}``."""
-    if spec.get("kind") == "manifest":
-        return ManifestDataset(path=Path(spec["path"]))
-    filtered = spec.get("filtered", "")
-    return PtbxlDataset(root=Path(spec["root"]), filtered=Path(filtered) if filtered else None)
+def reader(data: PtbxlData | ManifestData | ChallengeData) -> Source:
+    """The reader of a real data source, with every setting from ``data``."""
+    if isinstance(data, PtbxlData):
+        from common.data.readers.ptbxl import ptbxl_source
+
+        return ptbxl_source(
+            data.root, data.filtered, rate=data.rate, label=data.label, likelihood=data.likelihood,
+            hospital_column=data.hospital,
+        )  # fmt: skip
+    if isinstance(data, ManifestData):
+        from common.data.readers.manifest import ManifestSource
+
+        return ManifestSource(path=data.path)
+    from common.data.readers.challenge import ChallengeSource
+
+    return ChallengeSource(root=data.root, label=data.label)
 
 
-def open_stores(data: CohortConfig | RealData, data_dir: Path, *, echo: Any = print) -> list[SiteStore]:
-    if isinstance(data, CohortConfig):
-        return ensure_synthetic_cohort(data, data_dir)
-    return data.open(data_dir, echo=echo)
+def prepare(
+    data: DataSource,
+    data_dir: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    echo: Callable[..., Any] = print,
+) -> Prepared:
+    """Generate or ingest ``data`` under ``data_dir`` (reused when already there) and open its stores."""
+    if isinstance(data, SyntheticData):
+        from common.synthetic.cohort import ensure_synthetic_cohort, synthetic_cohort_dir
+
+        stores = ensure_synthetic_cohort(data.cohort, data_dir, progress=progress)
+        return Prepared(synthetic_cohort_dir(data.cohort, data_dir), stores)
+    from common.data.ingest import ingest
+
+    result = ingest(reader(data), data.ingest, data_dir, workers=workers, progress=progress, echo=echo)
+    return Prepared(result.path, result.stores)
 
 
-def pooled_split(stores: list[SiteStore], split: str, target_fs: int) -> EcgArrays:
+def pooled_split(stores: Sequence[SiteStore], split: str, target_fs: int) -> EcgArrays:
     """One split of every hospital, pooled (the centralised arm)."""
     return concat([load_split(s, split, target_fs) for s in stores])
+
+
+def warm_splits(stores: Sequence[SiteStore], target_fs: int) -> None:
+    """Preprocess every split of every store at ``target_fs`` into the stores' caches."""
+    for store in stores:
+        for split in ("train", "val", "test"):
+            load_split(store, split, target_fs)

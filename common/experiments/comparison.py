@@ -4,14 +4,16 @@ For each fold of the protocol (GAH: one fold, every hospital trains and is teste
 LOHO: one fold per hospital, which is never trained on and is tested on all its ECGs):
 
 * **federated**: Flower simulation over the fold's training hospitals (``run_federated`` is passed
-  in, so this module stays Flower-free); the best round by federated validation AUROC is kept;
+  in, so this module stays Flower-free); the best round by validation AUROC over all training
+  hospitals is kept;
 * **pooled**: the training hospitals' data centralised (the upper reference), with as many passes
   over the data as the federated run made;
-* **local-only**: each training hospital alone.
+* **local-only**: each training hospital alone, as many passes.
 
 Every arm's Youden threshold is chosen on its own training hospitals' validation data and carried
 to the test sites (the threshold transfer the study reports). Every arm is scored at every test
-site the same way: AUROC with a patient-bootstrap CI, AUPRC, sensitivity and specificity.
+site the same way: AUROC with a patient-bootstrap CI, AUPRC, sensitivity and specificity, and at
+all test hospitals together (``all``). Each arm records the settings it actually trained with.
 """
 
 from __future__ import annotations
@@ -19,30 +21,45 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 import torch
 
-from common.config import RunConfig, TrainConfig
+from common.config import (
+    AppConfig,
+    CohortConfig,
+    Frozen,
+    OutputConfig,
+    RunConfig,
+    StoresConfig,
+    SyntheticData,
+    TrainConfig,
+)
+from common.config import flat as F
 from common.data.arrays import EcgArrays, concat, load_split
+from common.data.sources import Prepared
 from common.data.splits import Fold, gah_folds, loho_folds
 from common.data.store import SiteStore, summarise, write_json
 from common.evaluation.bootstrap import bootstrap_ci
-from common.evaluation.metrics import auprc, youden_threshold
-from common.evaluation.tables import markdown_table
+from common.evaluation.metrics import MetricError, auprc, youden_threshold
+from common.evaluation.plots import plot_learning_curves
+from common.evaluation.tables import format_ci, format_value, markdown_table
 from common.evaluation.thresholds import threshold_metrics
-from common.federation import protocol as P
+from common.federation.hospital import local_train_config
 from common.models import create_model
 from common.training.engine import EpochLog, fit, load_checkpoint, predict, seed_everything
 
 log = logging.getLogger(__name__)
 
+ALL_SITES: Final[str] = "all"
+"""The test site name of the figures over all test hospitals together."""
+
 FederatedRunner = Callable[[Mapping[str, str | int | float | bool], int], dict[str, Any]]
-"""``(flat run config, number of nodes) -> {"history", "test", "messages"}`` (see sim/simulation.py)."""
+"""``(flat run config, number of nodes) -> outputs`` (``sim/simulation.py``; see ``server.app.OUTPUTS``)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,89 @@ class SiteScore:
     specificity: float | None
 
 
+class CurvePoint(Frozen):
+    """One pass over the training data: the mean training loss and the validation AUROC after it."""
+
+    passes: int
+    train_loss: float
+    val_auroc: float | None
+
+
+class ArmTraining(Frozen):
+    """What one arm trained with, as it ran (written into results.json beside its scores)."""
+
+    hospitals: tuple[str, ...]
+    train_ecgs: dict[str, int]
+    """Training ECGs per hospital."""
+    train: TrainConfig
+    """The optimiser settings; for the federated arm a hospital's (its batch size and threads), seed = the run's."""
+    passes: int
+    """Passes over each hospital's training data (epochs; federated: rounds x local epochs)."""
+    lr_schedule: str
+    seeds: str
+    kept: str
+    """Which weights were kept and scored."""
+    strategy: str | None = None
+    rounds: int | None = None
+    local_epochs: int | None = None
+    per_hospital: dict[str, dict[str, Any]] | None = None
+    """Federated: what each hospital reported training with (batch size, threads, seed and learning rates per round)."""
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """One arm of one fold: what it trained with, its learning curve, its threshold and its scores."""
+
+    arm: str
+    training: ArmTraining
+    seconds: float
+    curve: tuple[CurvePoint, ...]
+    threshold: float | None
+    scores: tuple[SiteScore, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arm": self.arm,
+            "trained_with": self.training.model_dump(mode="json"),
+            "seconds": round(self.seconds, 3),
+            "curve": [p.model_dump() for p in self.curve],
+            "threshold": self.threshold,
+            "scores": [asdict(s) for s in self.scores],
+        }
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: str
+    train_sites: tuple[str, ...]
+    test_sites: dict[str, tuple[str, ...]]
+    arms: tuple[ArmResult, ...]
+    federated_server_test: dict[str, Any] | None
+    """The server's own test figures from the hospitals' histograms (federated arm only)."""
+
+    def arm(self, name: str) -> ArmResult | None:
+        return next((a for a in self.arms if a.arm == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fold": self.fold,
+            "train_sites": list(self.train_sites),
+            "test_sites": {k: list(v) for k, v in self.test_sites.items()},
+            "arms": [a.to_dict() for a in self.arms],
+            "federated_server_test": self.federated_server_test,
+        }
+
+
+@dataclass(frozen=True)
+class Overhead:
+    federated_s: float
+    pooled_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.federated_s / self.pooled_s
+
+
 def score_site(
     arm: str,
     fold: str,
@@ -81,13 +181,9 @@ def score_site(
     ci = bootstrap_ci("auroc", data.y, scores, data.meta["patient_id"].to_numpy(), n_boot=n_boot, seed=seed)
     at = threshold_metrics(data.y, scores, threshold) if threshold is not None else None
     return SiteScore(
-        arm, fold, site, len(data), n_pos, ci.estimate, ci.lower, ci.upper,
-        auprc(data.y, scores), threshold,
+        arm, fold, site, len(data), n_pos, ci.estimate, ci.lower, ci.upper, auprc(data.y, scores), threshold,
         at.sensitivity if at else None, at.specificity if at else None,
     )  # fmt: skip
-
-
-ALL_SITES = "all"
 
 
 def score_tests(
@@ -98,26 +194,24 @@ def score_tests(
     tcfg: TrainConfig,
     threshold: float | None,
     cfg: RunConfig,
-) -> list[SiteScore]:
-    """One model at each test site and, where there are several, at all of them pooled."""
+) -> tuple[SiteScore, ...]:
+    """One model at each test site and, where there are several, at all of them together."""
     scores = {site: predict(model, data, tcfg) for site, data in tests.items()}
-    out = [
-        score_site(arm, fold, s, tests[s], scores[s], threshold, n_boot=cfg.n_boot, seed=cfg.train.seed) for s in tests
-    ]
+    seed = cfg.train.seed
+    out = [score_site(arm, fold, s, tests[s], scores[s], threshold, n_boot=cfg.n_boot, seed=seed) for s in tests]
     if len(tests) > 1:
         everything = concat(list(tests.values()))
-        pooled = np.concatenate([scores[s] for s in tests])
-        out.append(
-            score_site(arm, fold, ALL_SITES, everything, pooled, threshold, n_boot=cfg.n_boot, seed=cfg.train.seed)
-        )
-    return out
+        joined = np.concatenate([scores[s] for s in tests])
+        out.append(score_site(arm, fold, ALL_SITES, everything, joined, threshold, n_boot=cfg.n_boot, seed=seed))
+    return tuple(out)
 
 
 def _threshold(val: EcgArrays, scores: np.ndarray) -> float | None:
-    if val.n_positive == 0 or val.n_positive == len(val):
-        log.warning("validation data has one class only; no Youden threshold")
+    try:
+        return youden_threshold(val.y, scores)
+    except MetricError as err:
+        log.warning("no Youden threshold on the validation data (%s)", err)
         return None
-    return youden_threshold(val.y, scores)
 
 
 @dataclass
@@ -141,137 +235,186 @@ def load_fold(fold: Fold, stores: Mapping[str, SiteStore], fs: int) -> FoldData:
     return FoldData(fold, train, val, test, load_s)
 
 
-def _centralised_arm(
-    arm: str, fd: FoldData, sites: Sequence[str], cfg: RunConfig, epochs: int, echo: Any
-) -> tuple[list[SiteScore], float, list[dict[str, Any]]]:
+def _fmt(v: float | None) -> str:
+    return format_value(v)
+
+
+def _centralised_arm(arm: str, fd: FoldData, sites: Sequence[str], cfg: RunConfig, echo: Any) -> ArmResult:
+    """Pooled (or local-only) training over ``sites`` for as many passes as the federated arm makes."""
+    passes = cfg.federated.passes
     train, val = concat([fd.train[s] for s in sites]), concat([fd.val[s] for s in sites])
-    tcfg = cfg.train.model_copy(update={"epochs": epochs})
+    tcfg = cfg.train
     seed_everything(tcfg.seed)
     model = create_model(tcfg.model)
-    history: list[dict[str, Any]] = []
+    curve: list[CurvePoint] = []
 
     def on_epoch(e: EpochLog) -> None:
-        history.append({"epoch": e.epoch, "train_loss": e.train_loss, "val_auroc": e.val_auroc})
-        echo(f"    {arm} epoch {e.epoch}/{epochs}  loss {e.train_loss:.4f}  val AUROC {_fmt(e.val_auroc)}")
+        curve.append(CurvePoint(passes=e.epoch, train_loss=e.train_loss, val_auroc=e.val_auroc))
+        echo(f"    {arm} epoch {e.epoch}/{passes}  loss {e.train_loss:.4f}  val AUROC {_fmt(e.val_auroc)}")
 
     t0 = time.perf_counter()
-    fit(model, train, val, tcfg, on_epoch=on_epoch)
+    result = fit(model, train, val, tcfg, epochs=passes, on_epoch=on_epoch)
     seconds = time.perf_counter() - t0 + sum(fd.load_s[s] for s in sites)
     thr = _threshold(val, predict(model, val, tcfg))
-    return score_tests(arm, fd.fold.name, fd.test, model, tcfg, thr, cfg), seconds, history
+    training = ArmTraining(
+        hospitals=tuple(sites),
+        train_ecgs={s: len(fd.train[s]) for s in sites},
+        train=tcfg,
+        passes=passes,
+        lr_schedule=f"cosine from {tcfg.lr:g} to 0 over {passes} epochs",
+        seeds=f"initialisation and batch order from train.seed={tcfg.seed} (epoch e: {tcfg.seed} * 1000 + e)",
+        kept=f"epoch {result.best_epoch} of {len(result.history)} (best validation AUROC)",
+    )
+    return ArmResult(
+        arm, training, seconds, tuple(curve), thr, score_tests(arm, fd.fold.name, fd.test, model, tcfg, thr, cfg)
+    )
 
 
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+def fold_app_config(cfg: RunConfig, prepared: Prepared, fold: Fold, out: Path) -> AppConfig:
+    """The settings the ServerApp and ClientApps of one fold's federated run read."""
+    cohort = cfg.data.cohort if isinstance(cfg.data, SyntheticData) else CohortConfig()
+    return AppConfig(
+        cohort=cohort,
+        data=StoresConfig(dir=cfg.data_dir, stores=prepared.path, hospitals=fold.train_sites),
+        train=cfg.train,
+        federated=cfg.federated,
+        output=OutputConfig(dir=out, resume=cfg.resume),
+    )
+
+
+def _federated_training(app: AppConfig, outputs: Mapping[str, Any], fd: FoldData) -> ArmTraining:
+    reported: dict[str, list[dict[str, Any]]] = outputs["trained_with"]
+    per_hospital = {
+        name: {
+            "batch_size": rounds[0]["train"]["batch_size"],
+            "num_threads": rounds[0]["train"]["num_threads"],
+            "proximal_mu": rounds[0]["proximal_mu"],
+            "rounds": [r["server_round"] for r in rounds],
+            "seeds": [r["train"]["seed"] for r in rounds],
+            "lr_first": [r["lr_first"] for r in rounds],
+            "lr_last": [r["lr_last"] for r in rounds],
+        }
+        for name, rounds in reported.items()
+    }
+    f = app.federated
+    best = outputs["messages"].get("best_round")
+    return ArmTraining(
+        hospitals=app.data.hospitals,
+        train_ecgs={s: len(fd.train[s]) for s in app.data.hospitals},
+        train=local_train_config(app, app.train.seed),
+        passes=f.passes,
+        lr_schedule=f"cosine from {app.train.lr:g} to 0 over {f.passes} passes; every hospital trains round r's "
+        f"{f.local_epochs} epoch(s) at their place in it",
+        seeds="hospital h in round r: SeedSequence([train.seed, h, r]) (per_hospital.seeds)",
+        kept=f"round {best} of {f.rounds} (best validation AUROC over all training hospitals)",
+        strategy=f.strategy,
+        rounds=f.rounds,
+        local_epochs=f.local_epochs,
+        per_hospital=per_hospital,
+    )
+
+
+def _federated_arm(
+    fd: FoldData, cfg: RunConfig, prepared: Prepared, run_federated: FederatedRunner, out: Path, echo: Any
+) -> tuple[ArmResult, dict[str, Any]]:
+    fold, f = fd.fold, cfg.federated
+    where = list(fold.train_sites)
+    echo(f"  [{fold.name}] federated {f.strategy}: {f.rounds} rounds x {f.local_epochs} local epoch(s) over {where}")
+    fed_out = out / fold.name / "federated"
+    app = fold_app_config(cfg, prepared, fold, fed_out)
+    t0 = time.perf_counter()
+    outputs = run_federated(F.flatten(app), len(fold.train_sites))
+    seconds = time.perf_counter() - t0
+    curve = []
+    for h in outputs["history"]:
+        val_auc = h["val"][ALL_SITES]["auroc"]
+        echo(f"    round {h['round']}: train loss {h['train_loss']:.4f}, validation AUROC {_fmt(val_auc)}")
+        curve.append(CurvePoint(passes=h["round"] * f.local_epochs, train_loss=h["train_loss"], val_auroc=val_auc))
+    model = create_model(cfg.train.model)
+    best = fed_out / "best.pt"
+    model.load_state_dict(load_checkpoint(best if best.is_file() else fed_out / "last.pt"))
+    thr = outputs["test"]["threshold"]  # chosen by the server on the training hospitals' validation histograms
+    scores = score_tests("federated", fold.name, fd.test, model, cfg.train, thr, cfg)
+    arm = ArmResult("federated", _federated_training(app, outputs, fd), seconds, tuple(curve), thr, scores)
+    return arm, outputs["test"]
 
 
 def run_fold(
-    fd: FoldData,
-    site_index: Mapping[str, int],
-    cfg: RunConfig,
-    run_federated: FederatedRunner | None,
-    out: Path,
-    echo: Any,
-) -> dict[str, Any]:
-    """All arms of one fold; returns scores, timings and the federated learning curve."""
+    fd: FoldData, cfg: RunConfig, prepared: Prepared, run_federated: FederatedRunner | None, out: Path, echo: Any
+) -> FoldResult:
+    """All arms of one fold."""
     fold = fd.fold
-    scores: list[SiteScore] = []
-    timing: dict[str, float] = {}
-    curves: dict[str, Any] = {}
-    passes = cfg.federated.rounds * cfg.federated.local_epochs
+    arms: list[ArmResult] = []
+    server_test = None
     if run_federated is not None and "federated" in cfg.arms:
-        f = cfg.federated
-        where = list(fold.train_sites)
-        echo(
-            f"  [{fold.name}] federated {f.strategy}: {f.rounds} rounds x {f.local_epochs} local epoch(s) over {where}"
-        )
-        fed_out = out / fold.name / "federated"
-        rc = federated_run_config(cfg, [site_index[s] for s in fold.train_sites], len(site_index), fed_out)
-        t0 = time.perf_counter()
-        res = run_federated(rc, len(fold.train_sites))
-        timing["federated"] = time.perf_counter() - t0
-        curves["federated"] = res["history"]
-        for h in res["history"]:
-            val_auc = _fmt(h["val"]["pooled"]["auroc"])
-            echo(f"    round {h['round']}: train loss {h['train_loss']:.4f}, federated val AUROC {val_auc}")
-        tcfg = cfg.train
-        model = create_model(tcfg.model)
-        model.load_state_dict(
-            load_checkpoint(fed_out / "best.pt")
-            if (fed_out / "best.pt").is_file()
-            else load_checkpoint(fed_out / "last.pt")
-        )
-        thr = res["test"]["threshold"]  # chosen by the server on the pooled validation histograms
-        scores += score_tests("federated", fold.name, fd.test, model, tcfg, thr, cfg)
-        curves["federated_server_test"] = res["test"]
+        fed, server_test = _federated_arm(fd, cfg, prepared, run_federated, out, echo)
+        arms.append(fed)
     if "pooled" in cfg.arms:
-        echo(f"  [{fold.name}] pooled over {list(fold.train_sites)}, {passes} epochs (same passes over the data)")
-        pooled, timing["pooled"], curves["pooled"] = _centralised_arm("pooled", fd, fold.train_sites, cfg, passes, echo)
-        scores += pooled
+        where = list(fold.train_sites)
+        echo(f"  [{fold.name}] pooled over {where}, {cfg.federated.passes} epochs (same passes over the data)")
+        arms.append(_centralised_arm("pooled", fd, fold.train_sites, cfg, echo))
     for site in fold.train_sites if "local" in cfg.arms else ():
         echo(f"  [{fold.name}] local-only at {site}")
-        local, timing[f"local:{site}"], curves[f"local:{site}"] = _centralised_arm(
-            f"local:{site}", fd, [site], cfg, passes, echo
-        )
-        scores += local
-    return {"fold": fold.name, "scores": scores, "timing": timing, "curves": curves}
+        arms.append(_centralised_arm(f"local:{site}", fd, [site], cfg, echo))
+    return FoldResult(fold.name, fold.train_sites, dict(fold.test_sites), tuple(arms), server_test)
 
 
-def federated_run_config(
-    cfg: RunConfig, train_sites: Sequence[int], n_sites: int, out: Path
-) -> dict[str, str | int | float | bool]:
-    """The flat run config the ServerApp and ClientApps of one fold read."""
-    rc: dict[str, str | int | float | bool] = {
-        **P.run_config_of(cfg.cohort, cfg.train, cfg.federated),
-        P.NUM_SITES: n_sites,  # real data: the ingested hospitals, not the synthetic cohort's count
-        P.DATA_DIR: str(cfg.data_dir),
-        P.TRAIN_SITES: ",".join(str(s) for s in train_sites),
-        P.OUT_DIR: str(out),
-    }
-    if cfg.real_data is not None:
-        rc["data"] = cfg.real_data["kind"]
-        rc.update({f"data-{k}": v for k, v in cfg.real_data.items() if k != "kind"})
-    if cfg.resume is not None:
-        rc[P.RESUME] = str(cfg.resume)
-    return rc
+def overhead(folds: Sequence[FoldResult]) -> Overhead | None:
+    """Federated wall time / pooled wall time at the same passes, over all folds."""
+    fed = sum(a.seconds for f in folds for a in f.arms if a.arm == "federated")
+    pooled = sum(a.seconds for f in folds for a in f.arms if a.arm == "pooled")
+    return Overhead(fed, pooled) if fed and pooled else None
 
 
 def run_comparison(
-    cfg: RunConfig, stores: Sequence[SiteStore], run_federated: FederatedRunner | None, *, echo: Any = print
+    cfg: RunConfig, prepared: Prepared, run_federated: FederatedRunner | None, *, echo: Any = print
 ) -> dict[str, Any]:
-    """Every fold of the protocol, every arm; writes results.json, results.md and plots."""
+    """Every fold of the protocol, every arm; writes config.json, results.json, results.md and a plot."""
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.json")
+    (out / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+    stores = prepared.stores
     by_name = {s.site: s for s in stores}
-    site_index = {s.site: i for i, s in enumerate(stores)}
     sites = [s.site for s in stores]
     folds = gah_folds(sites) if cfg.protocol == "gah" else loho_folds(sites)
     t0 = time.perf_counter()
-    fold_results = []
+    results: list[FoldResult] = []
     for fold in folds:
         echo(f"fold {fold.name}: train {list(fold.train_sites)}, test {list(fold.test_sites)}")
-        fold_results.append(
-            run_fold(load_fold(fold, by_name, cfg.train.target_fs), site_index, cfg, run_federated, out, echo)
-        )
-    table = pd.DataFrame([vars(s) for r in fold_results for s in r["scores"]])
-    overhead = _overhead(fold_results)
-    results = {
+        fd = load_fold(fold, by_name, cfg.train.target_fs)
+        results.append(run_fold(fd, cfg, prepared, run_federated, out, echo))
+    table = pd.DataFrame([asdict(s) for r in results for a in r.arms for s in a.scores])
+    ov = overhead(results)
+    payload = {
         "config": cfg.model_dump(mode="json"),
-        "cohort": summarise(stores).to_dict(orient="records"),
+        "prepared": str(prepared.path),
+        "hospitals": summarise(stores).to_dict(orient="records"),
+        "folds": [r.to_dict() for r in results],
         "scores": table.to_dict(orient="records"),
-        "timing": {r["fold"]: r["timing"] for r in fold_results},
-        "federation_overhead": overhead,
-        "curves": {r["fold"]: r["curves"] for r in fold_results},
+        "federation_overhead": {"federated_s": ov.federated_s, "pooled_s": ov.pooled_s, "ratio": ov.ratio}
+        if ov
+        else None,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", payload)
     readable = comparison_table(table)
-    _plot_curves(fold_results, out / "learning_curves.png")
+    plot_learning_curves(
+        {
+            f"{r.fold} {a.arm} (per {'round' if a.arm == 'federated' else 'epoch'})": (
+                [p.passes for p in a.curve],
+                [p.val_auroc for p in a.curve],
+            )
+            for r in results
+            for a in r.arms
+            if a.arm in ("federated", "pooled")
+        },
+        out / "learning_curves.png",
+    )
     md = [
         "# fedami comparison",
         "",
-        f"Protocol {cfg.protocol.upper()}, strategy {cfg.federated.strategy}, model {cfg.train.model}.",
+        f"Protocol {cfg.protocol.upper()}, strategy {cfg.federated.strategy}, model {cfg.train.model}, "
+        f"{cfg.federated.passes} passes over the data per arm.",
         "",
         "## Hospitals",
         "",
@@ -281,40 +424,32 @@ def run_comparison(
         "",
         markdown_table(readable),
         "",
+        "Each arm's settings as trained are under `folds[].arms[].trained_with` in `results.json`.",
+        "",
     ]
-    if overhead:
+    if ov:
         md += [
             "## Federation overhead",
             "",
-            f"Federated wall time / pooled wall time at the same passes over the data: {overhead['ratio']:.2f} "
-            f"({overhead['federated_s']:.1f} s / {overhead['pooled_s']:.1f} s).",
+            f"Federated wall time / pooled wall time at the same passes over the data: {ov.ratio:.2f} "
+            f"({ov.federated_s:.1f} s / {ov.pooled_s:.1f} s).",
             "",
         ]
     (out / "results.md").write_text("\n".join(md))
     echo("")
     echo(readable.to_string(index=False))
-    if overhead:
-        echo(f"federation overhead (wall time federated / pooled, same passes): {overhead['ratio']:.2f}")
+    if ov:
+        echo(f"federation overhead (wall time federated / pooled, same passes): {ov.ratio:.2f}")
     echo(f"results: {out / 'results.json'}  report: {out / 'results.md'}")
-    return results
-
-
-def _overhead(fold_results: Sequence[dict[str, Any]]) -> dict[str, float]:
-    fed = sum(r["timing"].get("federated", 0.0) for r in fold_results)
-    pooled = sum(r["timing"].get("pooled", 0.0) for r in fold_results)
-    return {"federated_s": fed, "pooled_s": pooled, "ratio": fed / pooled} if fed and pooled else {}
+    return payload
 
 
 def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per arm and test site: AUROC [CI], AUPRC, threshold, Sens, Spec."""
 
     def auc(r: pd.Series) -> str:
-        if pd.isna(r["auroc"]):
-            return "n/a (one class)"
-        return f"{r['auroc']:.3f} [{r['auroc_lo']:.3f}-{r['auroc_hi']:.3f}]"
-
-    def num(v: Any) -> str:
-        return "n/a" if v is None or pd.isna(v) else f"{v:.3f}"
+        text = format_ci(r["auroc"], r["auroc_lo"], r["auroc_hi"])
+        return "n/a (one class)" if text == "n/a" else text
 
     return pd.DataFrame(
         {
@@ -323,39 +458,9 @@ def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
             "test site": table["test_site"],
             "n (AMI)": [f"{n} ({p})" for n, p in zip(table["n"], table["positives"], strict=True)],
             "AUROC [95% CI]": table.apply(auc, axis=1),
-            "AUPRC": table["auprc"].map(num),
-            "threshold": table["threshold"].map(num),
-            "Sens": table["sensitivity"].map(num),
-            "Spec": table["specificity"].map(num),
+            "AUPRC": table["auprc"].map(format_value),
+            "threshold": table["threshold"].map(format_value),
+            "Sens": table["sensitivity"].map(format_value),
+            "Spec": table["specificity"].map(format_value),
         }
     )
-
-
-def _plot_curves(fold_results: Sequence[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in fold_results:
-        fed = r["curves"].get("federated")
-        if fed:
-            ax.plot(
-                [h["round"] for h in fed],
-                [np.nan if h["val"]["pooled"]["auroc"] is None else h["val"]["pooled"]["auroc"] for h in fed],
-                "o-",
-                label=f"{r['fold']} federated (per round)",
-            )
-        pooled = r["curves"].get("pooled", [])
-        ax.plot(
-            [h["epoch"] for h in pooled],
-            [np.nan if h["val_auroc"] is None else h["val_auroc"] for h in pooled],
-            "s--",
-            label=f"{r['fold']} pooled (per epoch)",
-        )
-    ax.set(xlabel="round / epoch (one pass over the data each)", ylabel="validation AUROC", title="Learning curves")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

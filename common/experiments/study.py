@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common.config import TrainConfig
+from common.config import StudyConfig, TrainConfig
 from common.data.arrays import EcgArrays
 from common.data.store import write_json
 from common.evaluation.plots import plot_pr, plot_reliability, plot_roc
@@ -65,7 +65,16 @@ class ModelRun:
 
 
 def train_model(
-    name: str, train: EcgArrays, val: EcgArrays, test: EcgArrays, cfg: TrainConfig, out_dir: Path, echo: Any = print
+    name: str,
+    train: EcgArrays,
+    val: EcgArrays,
+    test: EcgArrays,
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    epochs: int,
+    patience: int | None,
+    echo: Any = print,
 ) -> ModelRun:
     """Train one model (a registered network or the feature baseline) and score validation and test."""
     if name == FEATURE_BASELINE:
@@ -83,9 +92,10 @@ def train_model(
 
     def on_epoch(e: EpochLog) -> None:
         auc = "n/a" if e.val_auroc is None else f"{e.val_auroc:.3f}"
-        echo(f"  {name} epoch {e.epoch}/{cfg.epochs}  loss {e.train_loss:.4f}  val AUROC {auc}")
+        echo(f"  {name} epoch {e.epoch}/{epochs}  loss {e.train_loss:.4f}  val AUROC {auc}")
 
-    result = fit(model, train, val, run_cfg, on_epoch=on_epoch, checkpoint=out_dir / "checkpoints" / f"{name}.pt")
+    checkpoint = out_dir / "checkpoints" / f"{name}.pt"
+    result = fit(model, train, val, run_cfg, epochs=epochs, patience=patience, on_epoch=on_epoch, checkpoint=checkpoint)
     return ModelRun(
         name,
         count_parameters(model),
@@ -188,17 +198,14 @@ def write_study_report(
 
 
 def run_study(
+    cfg: StudyConfig,
     models: Sequence[str],
     train: EcgArrays,
     val: EcgArrays,
     test: EcgArrays,
-    cfg: TrainConfig,
-    out: Path,
     *,
     title: str,
     data_table: pd.DataFrame,
-    config: dict[str, Any],
-    n_boot: int = 1000,
     reuse: bool = False,
     echo: Any = print,
 ) -> pd.DataFrame:
@@ -207,8 +214,9 @@ def run_study(
     Each finished model is saved under ``out/models``; with ``reuse`` a model saved there by an
     earlier (interrupted) run of the same settings is loaded instead of trained again.
     """
+    out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.num_threads)
+    torch.set_num_threads(cfg.train.num_threads)
     saved = out / "models"
     runs = []
     for name in models:
@@ -217,10 +225,11 @@ def run_study(
             runs.append(ModelRun.load(saved, name))
             continue
         echo(f"training {name}")
-        run = train_model(name, train, val, test, cfg, out, echo)
+        run = train_model(name, train, val, test, cfg.train, out, epochs=cfg.epochs, patience=cfg.patience, echo=echo)
         run.save(saved)
         runs.append(run)
-    summaries, table = evaluate_runs(runs, val, test, n_boot=n_boot, seed=cfg.seed)
+    summaries, table = evaluate_runs(runs, val, test, n_boot=cfg.n_boot, seed=cfg.train.seed)
+    config = {**cfg.model_dump(mode="json"), "models": list(models)}
     write_study_report(
         out, title=title, data_table=data_table, runs=runs, summaries=summaries, table=table, test=test, config=config
     )

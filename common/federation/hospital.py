@@ -1,7 +1,13 @@
-"""What a hospital does in a federated round, as plain functions (Flower-free)."""
+"""What a hospital does in a federated round, as plain functions (Flower-free).
+
+A node reads its run config (:class:`common.config.AppConfig`), finds which hospital it is and that
+hospital's *prepared* store, and trains or evaluates there. Nothing here generates or ingests data:
+a node whose store is missing gets :class:`NodeDataError` with the command that prepares it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -9,15 +15,173 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import CohortConfig, TrainConfig
+from common.config import AppConfig, CohortConfig, Frozen, TrainConfig
+from common.config import flat as F
+from common.config.paths import default_data_dir
 from common.data.arrays import EcgArrays, load_split
-from common.data.sources import RealData
+from common.data.store import MANIFEST_FILE, SiteStore, StoreError
 from common.federation import histograms as H
+from common.federation import protocol as P
 from common.models import create_model
-from common.synthetic.cohort import ensure_synthetic_site
-from common.training.engine import predict, seed_everything, train_epochs
+from common.synthetic.key import synthetic_cohort_dir
+from common.training.engine import cosine_factor, predict, seed_everything, train_epochs
 
 StateDict = dict[str, torch.Tensor]
+
+
+class NodeDataError(StoreError):
+    """A node has no prepared data for its hospital (nodes never ingest)."""
+
+
+def app_config(run_config: Mapping[str, object]) -> AppConfig:
+    """The typed settings of a flat run config; an unknown key lists the known ones."""
+    return F.parse(AppConfig, run_config)
+
+
+def hospitals(cfg: AppConfig) -> tuple[str, ...]:
+    """The run's training hospitals in order: ``data.hospitals``, else those of the prepared cohort."""
+    if cfg.data.hospitals:
+        return cfg.data.hospitals
+    if cfg.data.stores is None:
+        return cfg.cohort.site_names()
+    folder = cfg.data.stores
+    if not folder.is_dir():
+        raise NodeDataError(
+            f"data.hospitals is empty and the prepared folder {folder} is not readable here: "
+            'name the training hospitals in the run config (data.hospitals = "site_a,site_b")'
+        )
+    return tuple(sorted(p.name for p in folder.iterdir() if (p / MANIFEST_FILE).is_file()))
+
+
+def stores_folder(cfg: AppConfig, node_config: Mapping[str, object] | None = None) -> Path:
+    """The folder holding the hospitals' stores: the node's own ``data-dir``, else the run's."""
+    own = (node_config or {}).get(P.NODE_DATA_DIR)
+    if own:
+        return Path(str(own)).expanduser()
+    if cfg.data.stores is not None:
+        return cfg.data.stores
+    return synthetic_cohort_dir(cfg.cohort, cfg.data.dir or default_data_dir())
+
+
+@dataclass(frozen=True)
+class Hospital:
+    """The hospital one node holds: its index among the training hospitals, its name, its store."""
+
+    index: int
+    name: str
+    store: Path
+
+
+def hospital_of(cfg: AppConfig, node_config: Mapping[str, object]) -> Hospital:
+    """The hospital a node holds.
+
+    In deployment a SuperNode names its hospital (``--node-config "site=<name>"``, or its index); in
+    simulation the ``partition-id``-th training hospital is used.
+    """
+    names = hospitals(cfg)
+    if P.NODE_SITE in node_config:
+        value = str(node_config[P.NODE_SITE])
+        idx = names.index(value) if value in names else int(value) if value.isdigit() else -1
+        if not 0 <= idx < len(names):
+            raise ValueError(f"node hospital {value!r} is not a training hospital of this run ({list(names)})")
+    elif P.PARTITION_ID in node_config:
+        idx = int(str(node_config[P.PARTITION_ID]))
+        n_parts = int(str(node_config.get(P.NUM_PARTITIONS, len(names))))
+        if n_parts != len(names) or not 0 <= idx < len(names):
+            raise ValueError(
+                f"node {idx} of {n_parts} cannot be one of {len(names)} training hospitals {list(names)}: "
+                f"start exactly {len(names)} nodes, or name the hospitals in data.hospitals"
+            )
+    else:
+        raise KeyError(
+            f"node config has neither {P.NODE_SITE!r} (deployment) nor {P.PARTITION_ID!r} (simulation); "
+            f"got keys {sorted(node_config)}"
+        )
+    return Hospital(idx, names[idx], stores_folder(cfg, node_config) / names[idx])
+
+
+def prepare_hint(cfg: AppConfig, hospital: Hospital) -> str:
+    """The command that prepares the data a node is missing."""
+    if cfg.data.stores is not None:
+        return (
+            f"ingest hospital {hospital.name!r}'s ECG export first (fedami ingest --data manifest --manifest "
+            f"EXPORT.csv --data-dir DIR; README: 'Preparing a hospital's data') and point the node at the folder "
+            f'holding {hospital.name}/ (--node-config "data-dir=...")'
+        )
+    defaults, cohort = CohortConfig(), cfg.cohort
+    flags = {"n_sites": "--clients", "n_ecgs": "--n-ecgs", "difficulty": "--difficulty", "seed": "--seed"}
+    args = [f"{flags[k]} {getattr(cohort, k)}" for k in flags if getattr(cohort, k) != getattr(defaults, k)]
+    others = F.flatten(cohort)
+    changed = {k: v for k, v in others.items() if v != F.flatten(defaults)[k] and k.replace("-", "_") not in flags}
+    args += [f"--set data.cohort.{k}={v}" for k, v in changed.items()]
+    where = cfg.data.dir or default_data_dir()
+    return f"prepare it first: fedami ingest --data synthetic {' '.join(args)} --data-dir {where}".replace("  ", " ")
+
+
+@lru_cache(maxsize=8)
+def _split(store: Path, split: str, target_fs: int) -> EcgArrays:
+    return load_split(SiteStore.open(store), split, target_fs)
+
+
+def hospital_split(cfg: AppConfig, hospital: Hospital, split: str) -> EcgArrays:
+    """One split of the hospital's prepared store at the model's rate (kept in memory across rounds)."""
+    if not (hospital.store / MANIFEST_FILE).is_file():
+        raise NodeDataError(
+            f"hospital {hospital.name!r} has no prepared data at {hospital.store}; {prepare_hint(cfg, hospital)}"
+        )
+    return _split(hospital.store, split, cfg.train.target_fs)
+
+
+def round_seed(seed: int, site: int, server_round: int) -> int:
+    """Seed of one hospital's local training in one round: independent of process and node order."""
+    return int(np.random.SeedSequence([seed, site, server_round]).generate_state(1)[0])
+
+
+def local_train_config(cfg: AppConfig, seed: int) -> TrainConfig:
+    """A hospital's training settings: the run's, with its share of the batch, its threads and its seed."""
+    batch = cfg.federated.local_batch(cfg.train.batch_size, len(hospitals(cfg)))
+    return cfg.train.model_copy(
+        update={"batch_size": batch, "num_threads": cfg.federated.hospital_threads, "seed": seed}
+    )
+
+
+class LocalTraining(Frozen):
+    """What a hospital trains with in one round; the training reply carries it back to the server."""
+
+    hospital: str
+    server_round: int
+    train: TrainConfig
+    epochs: int
+    first_epoch: int
+    """The round's first epoch in the run's cosine schedule (0-based)."""
+    total_epochs: int
+    """Epochs of the whole schedule: rounds x local epochs."""
+    lr_first: float
+    lr_last: float
+    proximal_mu: float
+
+
+def planned_training(cfg: AppConfig, hospital: Hospital, server_round: int, prox_mu: float) -> LocalTraining:
+    """Exactly what ``hospital`` trains with in ``server_round`` under the run config ``cfg``.
+
+    The round's epochs take their place in the run's cosine learning-rate schedule over rounds x
+    local epochs, as pooled training over the same passes decays it; the seed comes from
+    ``(train.seed, hospital, round)``.
+    """
+    epochs = cfg.federated.local_epochs
+    first, total = (server_round - 1) * epochs, max(server_round, cfg.federated.rounds) * epochs
+    train = local_train_config(cfg, round_seed(cfg.train.seed, hospital.index, server_round))
+    return LocalTraining(
+        hospital=hospital.name,
+        server_round=server_round,
+        train=train,
+        epochs=epochs,
+        first_epoch=first,
+        total_epochs=total,
+        lr_first=train.lr * cosine_factor(first, total),
+        lr_last=train.lr * cosine_factor(first + epochs - 1, total),
+        proximal_mu=prox_mu,
+    )
 
 
 @dataclass(frozen=True)
@@ -25,6 +189,7 @@ class LocalTrainResult:
     state: StateDict
     num_examples: int
     train_loss: float
+    trained_with: LocalTraining
 
 
 @dataclass(frozen=True)
@@ -36,52 +201,29 @@ class LocalEvalResult:
     counts: H.ThresholdCounts | None
 
 
-def round_seed(seed: int, site: int, server_round: int) -> int:
-    """Seed of one hospital's local training in one round: independent of process and node order."""
-    return int(np.random.SeedSequence([seed, site, server_round]).generate_state(1)[0])
-
-
-@lru_cache(maxsize=8)
-def site_split(data: CohortConfig | RealData, site_index: int, data_dir: Path, split: str, target_fs: int) -> EcgArrays:
-    """One split of one hospital's data, cached in memory across rounds of the same process.
-
-    A synthetic hospital generates only its own data; real data must have been ingested already
-    (the orchestrator does it once), so opening it is a cache hit.
-    """
-    if isinstance(data, CohortConfig):
-        store = ensure_synthetic_site(data, site_index, data_dir, progress=False)
-    else:
-        store = data.open(data_dir, workers=1, echo=lambda *_: None)[site_index]
-    return load_split(store, split, target_fs)
-
-
-def local_train(
-    state: StateDict,
-    data: EcgArrays,
-    cfg: TrainConfig,
-    *,
-    epochs: int,
-    seed: int,
-    prox_mu: float = 0.0,
-    rounds: tuple[int, int] | None = None,
-) -> LocalTrainResult:
-    """Start from the global weights, train ``epochs`` local epochs (FedProx term if ``prox_mu``).
-
-    ``rounds=(server_round, total_rounds)`` places the local epochs in the run's cosine
-    learning-rate schedule, as pooled training over the same passes decays it.
-    """
-    seed_everything(seed)
+def local_train(state: StateDict, data: EcgArrays, plan: LocalTraining) -> LocalTrainResult:
+    """Start from the global weights and train as ``plan`` says (FedProx term if ``plan.proximal_mu``)."""
+    cfg = plan.train
+    seed_everything(cfg.seed)
     model = create_model(cfg.model)
     model.load_state_dict(state)
-    schedule = None if rounds is None else ((rounds[0] - 1) * epochs, rounds[1] * epochs)
-    losses = train_epochs(model, data, cfg, epochs=epochs, seed=seed, prox_mu=prox_mu, schedule=schedule)
-    return LocalTrainResult(model.state_dict(), len(data), float(np.mean(losses)))
+    losses = train_epochs(
+        model,
+        data,
+        cfg,
+        epochs=plan.epochs,
+        seed=cfg.seed,
+        prox_mu=plan.proximal_mu,
+        schedule=(plan.first_epoch, plan.total_epochs),
+    )
+    return LocalTrainResult(model.state_dict(), len(data), float(np.mean(losses)), plan)
 
 
 def local_evaluate(
     state: StateDict, data: EcgArrays, cfg: TrainConfig, threshold: float | None = None
 ) -> LocalEvalResult:
     """Score the local split and reduce it to a score histogram (and counts at ``threshold``)."""
+    torch.set_num_threads(cfg.num_threads)
     model = create_model(cfg.model)
     model.load_state_dict(state)
     scores = predict(model, data, cfg)

@@ -29,7 +29,6 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-from scipy import signal as sps
 
 from common.config import CohortConfig, SiteSpec
 from common.data.leads import N_LEADS
@@ -401,6 +400,8 @@ def derive_limb_leads(lead_i: np.ndarray, lead_ii: np.ndarray) -> np.ndarray:
 
 
 def _device_filter(x: np.ndarray, site: SiteSpec) -> np.ndarray:
+    from scipy import signal as sps  # about 0.7 s to import; a node opening a stored cohort never needs it
+
     sos = sps.butter(4, site.lowpass_hz, btype="lowpass", fs=site.fs, output="sos")
     if site.highpass_hz > 0:
         sos = np.vstack([sps.butter(1, site.highpass_hz, btype="highpass", fs=site.fs, output="sos"), sos])

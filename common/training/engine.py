@@ -198,22 +198,24 @@ def fit(
     val: EcgArrays,
     cfg: TrainConfig,
     *,
+    epochs: int,
+    patience: int | None = None,
     on_epoch: Callable[[EpochLog], None] | None = None,
     checkpoint: Path | None = None,
 ) -> FitResult:
-    """Train with a cosine learning-rate schedule, keep the epoch with the best validation AUROC.
+    """Train ``epochs`` epochs with a cosine learning-rate schedule, keep the epoch with the best validation AUROC.
 
-    Stops early after ``cfg.patience`` epochs without improvement. With ``checkpoint`` the best
+    Stops early after ``patience`` epochs without improvement. With ``checkpoint`` the best
     weights are written there (``.pt``, a torch state dict) with a JSON sidecar of epoch and AUROC.
     """
     seed_everything(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, cfg.epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, epochs))
     history: list[EpochLog] = []
     best_state, best_auc, best_epoch = copy.deepcopy(model.state_dict()), None, 0
     t0 = time.perf_counter()
     stopped = False
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, epochs + 1):
         (loss,) = train_epochs(model, train, cfg, epochs=1, seed=cfg.seed * 1000 + epoch, optimizer=opt)
         sched.step()
         try:
@@ -229,7 +231,7 @@ def fit(
             best_state, best_auc, best_epoch = copy.deepcopy(model.state_dict()), val_auc, epoch
             if checkpoint is not None:
                 save_checkpoint(checkpoint, best_state, {"epoch": epoch, "val_auroc": val_auc})
-        elif cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+        elif patience is not None and epoch - best_epoch >= patience:
             stopped = True
             break
     model.load_state_dict(best_state)

@@ -41,12 +41,13 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from common.config import ChallengeData, ChallengeLabel
 from common.data.readers.base import INDEX_COLUMNS, RawEcg, normalise_age, normalise_sex
 from common.data.readers.wfdb_reader import header_fields, read_wfdb
 
@@ -99,7 +100,7 @@ def header_comments(hea: Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.lstrip().startswith("#"))
 
 
-def label_from_codes(codes: frozenset[int] | None, label: Literal["mi", "acute"]) -> float:
+def label_from_codes(codes: frozenset[int] | None, label: ChallengeLabel) -> float:
     """1.0 if any code is positive for ``label``, 0.0 if none is, NaN when there are no codes."""
     if codes is None:
         return math.nan
@@ -112,7 +113,7 @@ class ChallengeSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     root: Path
-    label: Literal["mi", "acute"] = "mi"
+    label: ChallengeLabel = ChallengeData.model_fields["label"].default
     site: str | None = None
 
     def describe(self) -> dict[str, Any]:

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from common.config import PtbxlData
+from common.config import PtbxlLabel as Label
 from common.data.leads import N_LEADS
 from common.data.readers.base import QCReason, RawEcg, RecordError, normalise_age, normalise_sex
 from common.data.readers.wfdb_reader import read_wfdb
@@ -31,8 +33,9 @@ log = logging.getLogger(__name__)
 
 DATABASE_FILE: Final[str] = "ptbxl_database.csv"
 STATEMENTS_FILE: Final[str] = "scp_statements.csv"
+_DEFAULTS: Final = PtbxlData(root=Path("."))
+"""The reader's defaults are the typed settings' (:class:`common.config.PtbxlData`)."""
 ACUTE_STADIA: Final[frozenset[str]] = frozenset({"Stadium I", "Stadium I-II", "Stadium II"})
-Label = Literal["mi", "acute", "normal"]
 
 
 def _metadata_file(root: Path, name: str) -> Path:
@@ -93,10 +96,10 @@ class PtbxlSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     root: Path
-    rate: Literal[100, 500] = 100
-    label: Label = "mi"
-    likelihood: float = 50.0
-    hospital_column: Literal["site", "device"] = "site"
+    rate: Literal[100, 500] = _DEFAULTS.rate
+    label: Label = _DEFAULTS.label
+    likelihood: float = _DEFAULTS.likelihood
+    hospital_column: Literal["site", "device"] = _DEFAULTS.hospital
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "ptbxl", **self.model_dump(mode="json")}
@@ -131,9 +134,9 @@ class PtbxlFilteredSource(BaseModel):
 
     root: Path
     ptbxl_root: Path
-    label: Label = "mi"
-    likelihood: float = 50.0
-    hospital_column: Literal["site", "device"] = "site"
+    label: Label = _DEFAULTS.label
+    likelihood: float = _DEFAULTS.likelihood
+    hospital_column: Literal["site", "device"] = _DEFAULTS.hospital
 
     FS: ClassVar[int] = 100
 
@@ -193,10 +196,10 @@ def ptbxl_source(
     root: Path,
     filtered: Path | None = None,
     *,
-    rate: Literal[100, 500] = 100,
-    label: Label = "mi",
-    likelihood: float = 50.0,
-    hospital_column: Literal["site", "device"] = "site",
+    rate: Literal[100, 500] = _DEFAULTS.rate,
+    label: Label = _DEFAULTS.label,
+    likelihood: float = _DEFAULTS.likelihood,
+    hospital_column: Literal["site", "device"] = _DEFAULTS.hospital,
 ) -> PtbxlSource | PtbxlCombinedSource:
     """Raw PTB-XL, or raw plus the shared filtered array when ``filtered`` is given."""
     opts: dict[str, Any] = {"label": label, "likelihood": likelihood, "hospital_column": hospital_column}
