@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   runs the main job (python sim/run.py --clients 3) on the built-in synthetic cohort
+#   make demo   runs the main job (fedami run --clients 3, i.e. python sim/run.py --clients 3) on the synthetic cohort
 #   make test   runs the tests (what CI runs)
 # Both create and reuse .venv; the CPU build of torch goes in first so pip never pulls CUDA.
 

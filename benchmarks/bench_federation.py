@@ -211,14 +211,16 @@ def bench_seed(args: argparse.Namespace, seed: int) -> dict[str, float]:
             t0 = time.perf_counter()
             warm_splits(prepared.stores, cfg.train.target_fs)
             warm_s = time.perf_counter() - t0
-            res = run_comparison(cfg, prepared, run_federation, echo=lambda _: None)
+            res = run_comparison(cfg, prepared, run_federation, echo=lambda _: None).to_dict()
             fed_dir = out / "gah" / "federated"
             server = json.loads((fed_dir / "timing.json").read_text())
             history = json.loads((fed_dir / "history.json").read_text())
             reseeded = None
             if args.noise_floor:
                 again = noise_floor_config(cfg)
-                reseeded = all_sites_auroc(run_comparison(again, prepared, None, echo=lambda _: None))["pooled"]
+                reseeded = all_sites_auroc(run_comparison(again, prepared, None, echo=lambda _: None).to_dict())[
+                    "pooled"
+                ]
 
     f = cfg.federated
     arms = {a["arm"]: a for a in res["folds"][0]["arms"]}

@@ -23,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from common.config import CohortConfig
+    from common.config import CohortConfig, IngestConfig
     from common.data.arrays import load_split
-    from common.data.ingest import IngestConfig, ingest
+    from common.data.ingest import ingest
     from common.data.readers.ptbxl import PtbxlSource
     from common.data.wfdb_export import export_wfdb
     from common.synthetic.cohort import ensure_synthetic_site

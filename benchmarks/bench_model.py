@@ -1,9 +1,10 @@
-"""Training throughput and CPU inference speed of a model (default conv_bilstm_attn).
+"""Training throughput and CPU inference speed of a model.
 
-Usage: python benchmarks/bench_model.py [--model conv_bilstm_attn] [--threads 2] [--fs 100]
+Usage: python benchmarks/bench_model.py [--model conv_bilstm_attn] [--threads 2] [--fs 100] [--batch-size 64]
 
-Prints training ECGs/s (forward + backward + AdamW step, batch 64, full 10 s records and 2.5 s
-crops), batched inference ECGs/s (batch 256) and the latency of one ECG (median of 50 calls).
+Prints training ECGs/s (forward + backward + AdamW step, full 10 s records and 2.5 s crops),
+batched inference ECGs/s (batch 256) and the latency of one ECG (median of 50 calls). The model,
+threads, rate and training batch default to the typed training settings (``train.*``).
 """
 
 from __future__ import annotations
@@ -15,26 +16,35 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
+    from common.config import RunConfig, TrainConfig
+    from common.config import flat as F
+    from common.config import options as O
+
+    options = [o for o in O.TRAIN_OPTIONS if o.flag in ("--model", "--threads", "--batch-size")]
+    options.append(O.Option("--fs", ("train.target-fs",)))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="conv_bilstm_attn")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--fs", type=int, default=100)
+    O.add_options(p, RunConfig, options)
     p.add_argument("--steps", type=int, default=10)
     args = p.parse_args(argv)
+    cfg = F.parse(TrainConfig, {k.removeprefix("train."): v for k, v in O.given(args, options, "synthetic").items()})
 
     import torch
 
     from common.models import count_parameters, create_model
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(0)
-    model = create_model(args.model)
-    n_t = 10 * args.fs
-    print(f"{args.model}: {count_parameters(model):,} parameters, {args.threads} threads, {args.fs} Hz, 10 s records")
+    model = create_model(cfg.model)
+    n_t = 10 * cfg.target_fs
+    batch = cfg.batch_size
+    print(
+        f"{cfg.model}: {count_parameters(model):,} parameters, {cfg.num_threads} threads, {cfg.target_fs} Hz, "
+        f"10 s records, training batch {batch}"
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for label, length in (("train, full 10 s", n_t), ("train, 2.5 s crops", n_t // 4)):
-        x, d, y = torch.randn(64, 12, length), torch.randn(64, 5), (torch.rand(64) < 0.1).float()
+        x, d, y = torch.randn(batch, 12, length), torch.randn(batch, 5), (torch.rand(batch) < 0.1).float()
         model.train()
         for step in range(args.steps + 2):
             if step == 2:  # two warm-up steps
@@ -43,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             loss_fn(model(x, d), y).backward()
             opt.step()
         dt = time.perf_counter() - t0
-        print(f"  {label:<22} {64 * args.steps / dt:8.1f} ECG/s")
+        print(f"  {label:<22} {batch * args.steps / dt:8.1f} ECG/s")
     model.eval()
     with torch.no_grad():
         x, d = torch.randn(256, 12, n_t), torch.randn(256, 5)

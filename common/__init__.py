@@ -1,1 +1,2 @@
-"""fedami's shared core: data, models, training and evaluation, with no Flower inside."""
+"""fedami's Flower-free core, in sub-packages that follow the data:
+config -> data -> synthetic -> models -> training -> evaluation -> federation -> experiments."""

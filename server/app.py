@@ -13,6 +13,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.serverapp import Grid, ServerApp
 
 from common.federation import histograms as H
+from common.federation import outputs as O
 from common.federation import protocol as P
 from common.federation.hospital import Hospital, app_config, hospitals, planned_training
 from common.models import create_model
@@ -114,7 +115,7 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
         out = cfg.output.dir
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "app_config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+            (out / O.APP_CONFIG).write_text(cfg.model_dump_json(indent=2) + "\n")
         optimiser_state: dict[str, Any] = {}
         weights = model.state_dict()
         if cfg.output.resume is not None:
@@ -171,20 +172,11 @@ def make_server_app(overrides: Mapping[str, str | int | float | bool] | None = N
                 "best_round": tracker.best_round,
                 "best_val_auroc": tracker.best_auroc,
             }
-            (out / "messages.json").write_text(json.dumps(audit, indent=2) + "\n")
-            (out / "test.json").write_text(json.dumps(test, indent=2) + "\n")
-            (out / "timing.json").write_text(json.dumps({k: round(v, 3) for k, v in timing.items()}, indent=2) + "\n")
+            (out / O.MESSAGES).write_text(json.dumps(audit, indent=2) + "\n")
+            (out / O.TEST).write_text(json.dumps(test, indent=2) + "\n")
+            (out / O.TIMING).write_text(json.dumps({k: round(v, 3) for k, v in timing.items()}, indent=2) + "\n")
 
     return app
 
 
 app = make_server_app()
-
-
-OUTPUTS = ("history", "test", "messages", "timing", "trained_with", "app_config")
-"""The JSON files a finished federated run leaves in its output folder."""
-
-
-def read_outputs(out: Path) -> dict[str, Any]:
-    """What a finished federated run left in its output folder."""
-    return {name: json.loads((out / f"{name}.json").read_text()) for name in OUTPUTS}

@@ -21,11 +21,11 @@ import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from common.federation import histograms as H
+from common.federation import outputs as O
 from common.federation import protocol as P
 from common.training.engine import load_checkpoint, save_checkpoint
 
 SERVER_STATE: Final[str] = "server_state.pt"
-TRAINED_WITH_FILE: Final[str] = "trained_with.json"
 ALL: Final[str] = "all"
 """Key of the figures over all hospitals together (each hospital's are under ``sites``)."""
 
@@ -121,10 +121,10 @@ class RoundTracker:
             out_dir,
             hospitals,
             offset=int(last["round"]),
-            history=json.loads((checkpoint_dir / "history.json").read_text()),
+            history=json.loads((checkpoint_dir / O.HISTORY).read_text()),
         )
-        if (checkpoint_dir / TRAINED_WITH_FILE).is_file():
-            tracker.trained_with = json.loads((checkpoint_dir / TRAINED_WITH_FILE).read_text())
+        if (checkpoint_dir / O.TRAINED_WITH).is_file():
+            tracker.trained_with = json.loads((checkpoint_dir / O.TRAINED_WITH).read_text())
         if (checkpoint_dir / "best.json").is_file():
             best = json.loads((checkpoint_dir / "best.json").read_text())
             tracker.best_round, tracker.best_auroc = best["round"], best["val_auroc"]
@@ -183,8 +183,8 @@ class RoundTracker:
             if server:
                 tensors = {k: torch.from_numpy(np.array(v)) for k, v in server.items()}
                 save_checkpoint(self.out_dir / SERVER_STATE, tensors, {"round": global_round})
-            (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=2) + "\n")
-            (self.out_dir / TRAINED_WITH_FILE).write_text(json.dumps(self.trained_with, indent=2) + "\n")
+            (self.out_dir / O.HISTORY).write_text(json.dumps(self.history, indent=2) + "\n")
+            (self.out_dir / O.TRAINED_WITH).write_text(json.dumps(self.trained_with, indent=2) + "\n")
             if improved and self._val is not None:
                 save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})
                 np.savez(self.out_dir / "best_val_histogram.npz", pos=self._val.pos, neg=self._val.neg)

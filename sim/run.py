@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the simulation's state database, set up each run
     from common.config import RunConfig
     from common.data.sources import prepare
+    from common.data.store import StoreError
     from common.experiments.comparison import run_comparison
 
     try:
@@ -62,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"output folder: {cfg.out_dir}")
-    prepared = prepare(cfg.data, cfg.data_dir)
+    try:
+        prepared = prepare(cfg.data, cfg.data_dir)
+    except (StoreError, ValueError, FileNotFoundError) as err:  # the data cannot be prepared: say why, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{cfg.data.kind}: {len(prepared.stores)} hospitals ({', '.join(prepared.hospitals)}) in {prepared.path}")
     runner = None
     if "federated" in cfg.arms:

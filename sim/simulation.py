@@ -6,10 +6,10 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from client.app import make_client_app
-from server.app import make_server_app, read_outputs
+from common.federation.outputs import FederatedOutputs
+from server.app import make_server_app
 
 
 def ray_cpus(n_nodes: int) -> int:
@@ -27,11 +27,11 @@ def ray_cpus(n_nodes: int) -> int:
 
 def run_federation(
     run_config: Mapping[str, str | int | float | bool], n_nodes: int, *, verbose: bool = False
-) -> dict[str, Any]:
+) -> FederatedOutputs:
     """Run the ServerApp and one ClientApp per training hospital (Ray backend, one CPU each).
 
     ``run_config`` is the fold's flat :class:`common.config.AppConfig` (it must set ``output.dir``);
-    returns the run's outputs read back from there (:data:`server.app.OUTPUTS`).
+    returns the run's outputs read back from there.
     """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault(
@@ -56,6 +56,7 @@ def run_federation(
             backend_config=backend,  # type: ignore[arg-type]
             verbose_logging=verbose,
         )
-    if not (Path(str(out)) / "test.json").is_file():
-        raise RuntimeError(f"the federated run wrote no results to {out}; see the Flower log above")
-    return read_outputs(Path(str(out)))
+    try:
+        return FederatedOutputs.read(Path(str(out)))
+    except FileNotFoundError as err:
+        raise RuntimeError(str(err)) from None

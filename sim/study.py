@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.config import StudyConfig
     from common.data.ingest import site_table
     from common.data.sources import pooled_split, prepare
+    from common.data.store import StoreError
     from common.experiments.study import run_study
     from common.models import list_models
     from common.models.feature_baseline import FEATURE_BASELINE
@@ -65,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"output folder: {cfg.out_dir}")
-    prepared = prepare(cfg.data, cfg.data_dir)
+    try:
+        prepared = prepare(cfg.data, cfg.data_dir)
+    except (StoreError, ValueError, FileNotFoundError) as err:  # the data cannot be prepared: say why, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     data_table = site_table(prepared.stores)
     print(data_table.to_string(index=False))
     train, val, test = (pooled_split(prepared.stores, s, cfg.train.target_fs) for s in ("train", "val", "test"))

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.config import IngestConfig, PreprocessConfig
 from common.data.arrays import load_split, site_train_stats
-from common.data.ingest import REPORT_FILE, REPORT_TABLE, SETTINGS_FILE, IngestConfig, check_positives, ingest
-from common.data.preprocess import PreprocessConfig, bandpass, preprocess_signal
+from common.data.ingest import REPORT_FILE, REPORT_TABLE, SETTINGS_FILE, check_positives, ingest
+from common.data.preprocess import bandpass, preprocess_signal
 from common.data.readers.manifest import ManifestSource
 from common.data.readers.ptbxl import PtbxlSource
 from common.data.store import SiteStore, StoreError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -26,9 +27,23 @@ def test_a_non_editable_install_runs_the_main_job_from_any_folder(tmp_path: Path
     purelib = Path(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
     (purelib / "deps.pth").write_text("\n".join([sysconfig.get_paths()["purelib"], *site.getsitepackages()]) + "\n")
+    source = tmp_path / "source"  # a copy, so building leaves no build/ folder in the checkout
+    skip = shutil.ignore_patterns(".git", ".venv", "runs", ".cache", "build", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(REPO, source, ignore=skip)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
         check=True,
     )
     subprocess.run(

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.config import IngestConfig, PtbxlData
 from common.data.arrays import load_split
-from common.data.ingest import REPORT_FILE, IngestConfig, ingest, site_table
+from common.data.ingest import REPORT_FILE, ingest, site_table
 from common.data.leads import LEADS
-from common.data.preprocess import PreprocessConfig
 from common.data.readers.ptbxl import PtbxlCombinedSource, PtbxlFilteredSource, PtbxlSource
 
 from .shared_data import PTBXL, PTBXL_FILTERED, needs_ptbxl, needs_ptbxl_filtered
@@ -62,12 +62,11 @@ def test_combined_prefers_raw_and_counts_the_filtered_duplicates(tmp_path: Path)
     combined = PtbxlCombinedSource(
         raw=PtbxlSource(root=PTBXL), filtered=PtbxlFilteredSource(root=PTBXL_FILTERED, ptbxl_root=PTBXL)
     )
-    cfg = IngestConfig(preprocess=PreprocessConfig(normalise="per_record"), min_site_records=100)
+    cfg = PtbxlData(root=PTBXL).ingest  # what `fedami ingest --data ptbxl` and `fedami run --data ptbxl` use
 
     result = ingest(combined, cfg, tmp_path, workers=2, progress=False, echo=lambda *_: None)
     again = ingest(combined, cfg, tmp_path, workers=2, progress=False, echo=lambda *_: None)
 
-    assert result.report is not None
     table = site_table(result.stores)
     print(
         "\nPTB-XL (raw + filtered) by recording site, sites under 100 records merged:\n" + table.to_string(index=False)

@@ -38,19 +38,19 @@ def test_loho_never_trains_on_the_held_out_hospital(
 
     res = run_federation(cfg, 2)
 
-    audit = res["messages"]
+    audit = res.messages
     train_nodes = {node for kind, node in audit["sent"] if kind == "train"}
     assert len(train_nodes) == 2
     assert {audit["node_site"][str(n)] for n in train_nodes} == {"hospital_a", "hospital_c"}  # b never trained
-    assert [h["round"] for h in res["history"]] == [1, 2]
-    assert all(list(h["trained"]) == ["hospital_a", "hospital_c"] for h in res["history"])
-    assert set(res["test"]["sites"]) == {"hospital_a", "hospital_c"} and res["test"]["threshold"] is not None
-    assert res["test"]["all"]["n"] == sum(s["n"] for s in res["test"]["sites"].values())
+    assert [h["round"] for h in res.history] == [1, 2]
+    assert all(list(h["trained"]) == ["hospital_a", "hospital_c"] for h in res.history)
+    assert set(res.test["sites"]) == {"hospital_a", "hospital_c"} and res.test["threshold"] is not None
+    assert res.test["all"]["n"] == sum(s["n"] for s in res.test["sites"].values())
     # every hospital reported training with the run's settings (FedProx's mu from the server's message)
-    assert {r["proximal_mu"] for rounds in res["trained_with"].values() for r in rounds} == {0.01}
-    assert res["app_config"] == F.parse(AppConfig, cfg).model_dump(mode="json")
-    timing = res["timing"]
-    assert timing["server_app_s"] >= timing["rounds_s"] >= sum(h["train_s"] + h["evaluate_s"] for h in res["history"])
+    assert {r["proximal_mu"] for rounds in res.trained_with.values() for r in rounds} == {0.01}
+    assert res.app_config == F.parse(AppConfig, cfg).model_dump(mode="json")
+    timing = res.timing
+    assert timing["server_app_s"] >= timing["rounds_s"] >= sum(h["train_s"] + h["evaluate_s"] for h in res.history)
 
 
 @pytest.mark.parametrize("strategy", ["fedavg", "fedadam"])  # FedAdam: server-optimiser state and round count
@@ -68,7 +68,7 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(
         _config(tiny_data_dir, tmp_path / "resumed", resume=tmp_path / "interrupted", strategy=strategy), 3
     )
 
-    assert [h["round"] for h in resumed["history"]] == [1, 2]
+    assert [h["round"] for h in resumed.history] == [1, 2]
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
     for k in a:
         assert torch.equal(a[k], b[k]), k  # replies are aggregated in hospital order: bit-identical

@@ -1,6 +1,5 @@
-"""Every setting and its one default (``sections``), the flat run-config form Flower and ``--set``
-use (``flat``), command-line options derived from the fields (``options``) and default paths
-(``paths``). Pydantic only: importing it costs a hospital's process nothing more."""
+"""Every setting and its one default (``sections``), their flat Flower run-config form (``flat``),
+command-line options derived from the fields (``options``) and default folders (``paths``)."""
 
 from common.config.sections import (
     DATA_KINDS,

@@ -24,5 +24,10 @@ def default_out_dir(kind: str = "run") -> Path:
     made absolute at once (the command prints it).
     """
     env = os.environ.get(RUNS_DIR_ENV)
-    root = Path(env).expanduser() if env else Path.cwd() / "runs"
-    return (root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    root = (Path(env).expanduser() if env else Path.cwd() / "runs").resolve()
+    stamp = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, n = root / stamp, 1
+    while out.exists():  # two runs started in the same second
+        n += 1
+        out = root / f"{stamp}-{n}"
+    return out

@@ -1,6 +1,2 @@
-"""Evaluation: the one AUROC/AUPRC/Youden kernel and the study's statistics built on it.
-
-``metrics`` (score-level kernels), ``bootstrap`` (patient CIs), ``thresholds``, ``subgroups``,
-``calibration``, ``comparisons`` (DeLong, paired bootstrap), ``summary`` (the study's table),
-``tables`` (formatting) and ``plots``. Torch-free and Flower-free.
-"""
+"""Evaluation: one score-level kernel for AUROC, AUPRC and the Youden threshold (``metrics``) and the
+study's statistics on it (bootstrap, thresholds, subgroups, calibration, comparisons, summary, tables, plots)."""

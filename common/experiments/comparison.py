@@ -50,6 +50,7 @@ from common.evaluation.plots import plot_learning_curves
 from common.evaluation.tables import format_ci, format_value, markdown_table
 from common.evaluation.thresholds import threshold_metrics
 from common.federation.hospital import local_train_config
+from common.federation.outputs import FederatedOutputs
 from common.models import create_model
 from common.training.engine import EpochLog, fit, load_checkpoint, predict, seed_everything
 
@@ -58,8 +59,8 @@ log = logging.getLogger(__name__)
 ALL_SITES: Final[str] = "all"
 """The test site name of the figures over all test hospitals together."""
 
-FederatedRunner = Callable[[Mapping[str, str | int | float | bool], int], dict[str, Any]]
-"""``(flat run config, number of nodes) -> outputs`` (``sim/simulation.py``; see ``server.app.OUTPUTS``)."""
+FederatedRunner = Callable[[Mapping[str, str | int | float | bool], int], FederatedOutputs]
+"""``(flat run config, number of nodes) -> the run's outputs`` (``sim/simulation.py``)."""
 
 
 @dataclass(frozen=True)
@@ -282,8 +283,8 @@ def fold_app_config(cfg: RunConfig, prepared: Prepared, fold: Fold, out: Path) -
     )
 
 
-def _federated_training(app: AppConfig, outputs: Mapping[str, Any], fd: FoldData) -> ArmTraining:
-    reported: dict[str, list[dict[str, Any]]] = outputs["trained_with"]
+def _federated_training(app: AppConfig, outputs: FederatedOutputs, fd: FoldData) -> ArmTraining:
+    reported = outputs.trained_with
     per_hospital = {
         name: {
             "batch_size": rounds[0]["train"]["batch_size"],
@@ -297,7 +298,7 @@ def _federated_training(app: AppConfig, outputs: Mapping[str, Any], fd: FoldData
         for name, rounds in reported.items()
     }
     f = app.federated
-    best = outputs["messages"].get("best_round")
+    best = outputs.best_round
     return ArmTraining(
         hospitals=app.data.hospitals,
         train_ecgs={s: len(fd.train[s]) for s in app.data.hospitals},
@@ -326,17 +327,17 @@ def _federated_arm(
     outputs = run_federated(F.flatten(app), len(fold.train_sites))
     seconds = time.perf_counter() - t0
     curve = []
-    for h in outputs["history"]:
+    for h in outputs.history:
         val_auc = h["val"][ALL_SITES]["auroc"]
         echo(f"    round {h['round']}: train loss {h['train_loss']:.4f}, validation AUROC {_fmt(val_auc)}")
         curve.append(CurvePoint(passes=h["round"] * f.local_epochs, train_loss=h["train_loss"], val_auroc=val_auc))
     model = create_model(cfg.train.model)
     best = fed_out / "best.pt"
     model.load_state_dict(load_checkpoint(best if best.is_file() else fed_out / "last.pt"))
-    thr = outputs["test"]["threshold"]  # chosen by the server on the training hospitals' validation histograms
+    thr = outputs.test["threshold"]  # chosen by the server on the training hospitals' validation histograms
     scores = score_tests("federated", fold.name, fd.test, model, cfg.train, thr, cfg)
     arm = ArmResult("federated", _federated_training(app, outputs, fd), seconds, tuple(curve), thr, scores)
-    return arm, outputs["test"]
+    return arm, outputs.test
 
 
 def run_fold(
@@ -359,6 +360,35 @@ def run_fold(
     return FoldResult(fold.name, fold.train_sites, dict(fold.test_sites), tuple(arms), server_test)
 
 
+@dataclass(frozen=True)
+class ComparisonResult:
+    """Every fold of one comparison: what ``results.json`` holds."""
+
+    config: RunConfig
+    prepared: Prepared
+    folds: tuple[FoldResult, ...]
+    overhead: Overhead | None
+    seconds: float
+
+    def scores(self) -> pd.DataFrame:
+        """One row per arm and test site of every fold."""
+        return pd.DataFrame([asdict(s) for r in self.folds for a in r.arms for s in a.scores])
+
+    def to_dict(self) -> dict[str, Any]:
+        ov = self.overhead
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "prepared": str(self.prepared.path),
+            "hospitals": summarise(self.prepared.stores).to_dict(orient="records"),
+            "folds": [r.to_dict() for r in self.folds],
+            "scores": self.scores().to_dict(orient="records"),
+            "federation_overhead": {"federated_s": ov.federated_s, "pooled_s": ov.pooled_s, "ratio": ov.ratio}
+            if ov
+            else None,
+            "seconds": round(self.seconds, 1),
+        }
+
+
 def overhead(folds: Sequence[FoldResult]) -> Overhead | None:
     """Federated wall time / pooled wall time at the same passes, over all folds."""
     fed = sum(a.seconds for f in folds for a in f.arms if a.arm == "federated")
@@ -368,7 +398,7 @@ def overhead(folds: Sequence[FoldResult]) -> Overhead | None:
 
 def run_comparison(
     cfg: RunConfig, prepared: Prepared, run_federated: FederatedRunner | None, *, echo: Any = print
-) -> dict[str, Any]:
+) -> ComparisonResult:
     """Every fold of the protocol, every arm; writes config.json, results.json, results.md and a plot."""
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -383,21 +413,10 @@ def run_comparison(
         echo(f"fold {fold.name}: train {list(fold.train_sites)}, test {list(fold.test_sites)}")
         fd = load_fold(fold, by_name, cfg.train.target_fs)
         results.append(run_fold(fd, cfg, prepared, run_federated, out, echo))
-    table = pd.DataFrame([asdict(s) for r in results for a in r.arms for s in a.scores])
     ov = overhead(results)
-    payload = {
-        "config": cfg.model_dump(mode="json"),
-        "prepared": str(prepared.path),
-        "hospitals": summarise(stores).to_dict(orient="records"),
-        "folds": [r.to_dict() for r in results],
-        "scores": table.to_dict(orient="records"),
-        "federation_overhead": {"federated_s": ov.federated_s, "pooled_s": ov.pooled_s, "ratio": ov.ratio}
-        if ov
-        else None,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    write_json(out / "results.json", payload)
-    readable = comparison_table(table)
+    result = ComparisonResult(cfg, prepared, tuple(results), ov, time.perf_counter() - t0)
+    write_json(out / "results.json", result.to_dict())
+    readable = comparison_table(result.scores())
     plot_learning_curves(
         {
             f"{r.fold} {a.arm} (per {'round' if a.arm == 'federated' else 'epoch'})": (
@@ -441,7 +460,7 @@ def run_comparison(
     if ov:
         echo(f"federation overhead (wall time federated / pooled, same passes): {ov.ratio:.2f}")
     echo(f"results: {out / 'results.json'}  report: {out / 'results.md'}")
-    return payload
+    return result
 
 
 def comparison_table(table: pd.DataFrame) -> pd.DataFrame:

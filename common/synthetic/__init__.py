@@ -1,5 +1,2 @@
-"""The built-in synthetic multi-hospital cohort: the ECG generator and its versioned cohort store.
-
-``generator`` renders deterministic 12-lead ECGs per hospital; ``cohort`` writes them into site
-stores under a key of the configuration and the generator version. Torch-free and Flower-free.
-"""
+"""The built-in synthetic multi-hospital cohort: the ECG ``generator``, its versioned store ``key``,
+and ``cohort``, which generates it into site stores (a prepare step). Torch-free and Flower-free."""

@@ -1,4 +1,2 @@
-"""Training as plain functions: epochs with an optional FedProx term, prediction, checkpoints.
-
-Used alike by the pooled and local-only arms and by a federated hospital's local epochs.
-"""
+"""Training as plain functions: epochs with an optional FedProx term and a cosine schedule, prediction,
+checkpoints; the same for the pooled and local-only arms and a hospital's local epochs."""
