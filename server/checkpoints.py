@@ -26,8 +26,6 @@ from common.federation import protocol as P
 from common.training.engine import load_checkpoint, save_checkpoint
 
 SERVER_STATE: Final[str] = "server_state.pt"
-ALL: Final[str] = "all"
-"""Key of the figures over all hospitals together (each hospital's are under ``sites``)."""
 
 
 def _metrics(reply: RecordDict) -> MetricRecord:
@@ -60,7 +58,7 @@ def histogram_summary(hists: dict[int, H.ScoreHistogram], names: Sequence[str]) 
         }
 
     everything = sum(hists.values(), H.empty())
-    return {ALL: scores(everything), "sites": {names[k]: scores(v) for k, v in sorted(hists.items())}}
+    return {O.ALL_SITES: scores(everything), "sites": {names[k]: scores(v) for k, v in sorted(hists.items())}}
 
 
 def _differences(got: Any, want: Any, where: str = "") -> list[str]:
@@ -162,8 +160,8 @@ class RoundTracker:
         self._val = sum(hists.values(), H.empty())
         self._round["val"] = summary
         self._round["evaluate_s"] = self._lap()
-        auc = summary[ALL]["auroc"]
-        return MetricRecord({"val-auroc": float("nan") if auc is None else auc, weight_key: summary[ALL]["n"]})
+        auc = summary[O.ALL_SITES]["auroc"]
+        return MetricRecord({"val-auroc": float("nan") if auc is None else auc, weight_key: summary[O.ALL_SITES]["n"]})
 
     def end_round(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """``evaluate_fn``: runs last in each round; checkpoint and keep the best round."""
@@ -172,7 +170,7 @@ class RoundTracker:
         global_round = server_round + self.offset
         entry = {"round": global_round, **self._round}
         self.history.append(entry)
-        auc = entry.get("val", {}).get(ALL, {}).get("auroc")
+        auc = entry.get("val", {}).get(O.ALL_SITES, {}).get("auroc")
         improved = auc is not None and (self.best_auroc is None or auc > self.best_auroc)
         if improved:
             self.best_round, self.best_auroc, self.best_val_histogram = global_round, auc, self._val

@@ -147,15 +147,25 @@ def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], t
 
 
 def test_a_node_whose_store_is_missing_names_the_command_that_prepares_it(tmp_path: Path) -> None:
+    # Prepare: a cohort nobody has generated yet
+    from sim import ingest
+
     app = AppConfig(cohort=TINY.model_copy(update={"difficulty": 0.3}), data=StoresConfig(dir=tmp_path))
+    message = _message(MessageType.TRAIN, {P.SERVER_ROUND: 1})
 
+    # Execute: the node refuses, then the command it names prepares exactly what it needs
     with pytest.raises(NodeDataError) as err:
-        make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 1}), _context(app, 0))
-
+        make_client_app()(message, _context(app, 0))
     text = str(err.value)
-    assert "hospital_a" in text and "has no prepared data" in text
-    assert f"fedami ingest --data synthetic --n-ecgs 300 --difficulty 0.3 --seed 7 --data-dir {tmp_path}" in text
     assert not any(tmp_path.iterdir())  # nothing generated inside a message
+    command = text.split("prepare it first: ", 1)[1].split()
+    assert command[:4] == ["fedami", "ingest", "--data", "synthetic"] and "--difficulty" in command
+    assert ingest.main(command[2:]) == 0
+    reply = make_client_app()(message, _context(app, 0))
+
+    # Assert
+    assert "hospital 'hospital_a' has no prepared data" in text
+    assert reply.content.metric_records[P.METRICS][P.SITE_INDEX] == 0
 
 
 def test_a_node_beyond_the_training_hospitals_is_refused(tiny_data_dir: Path) -> None:

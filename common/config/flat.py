@@ -43,7 +43,7 @@ def kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
-def _args(annotation: Any) -> tuple[Any, ...]:
+def union_args(annotation: Any) -> tuple[Any, ...]:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return typing.get_args(annotation)
     return (annotation,)
@@ -57,29 +57,29 @@ def _is_scalar(tp: Any) -> bool:
     return (isinstance(tp, type) and issubclass(tp, _SCALARS)) or typing.get_origin(tp) is typing.Literal
 
 
-def _section(annotation: Any) -> type[BaseModel] | None:
+def section_of(annotation: Any) -> type[BaseModel] | None:
     """The model class of a nested section (a field whose type is one model, not optional)."""
-    args = _args(annotation)
+    args = union_args(annotation)
     return args[0] if len(args) == 1 and _is_model(args[0]) else None
 
 
 def _scalar_tuple(annotation: Any) -> bool:
     """``tuple[X, ...]`` or ``tuple[X, Y, Z]`` of scalars (optionally ``| None``)."""
-    for tp in _args(annotation):
+    for tp in union_args(annotation):
         if typing.get_origin(tp) is tuple:
             return all(a is Ellipsis or _is_scalar(a) for a in typing.get_args(tp))
     return False
 
 
 def _optional(annotation: Any) -> bool:
-    return type(None) in _args(annotation)
+    return type(None) in union_args(annotation)
 
 
 def fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, tuple[str, ...], Any]]:
     """Every leaf setting of ``model``: ``(flat key, field path, annotation)``, in declaration order."""
     for name, info in model.model_fields.items():
         key = f"{prefix}{kebab(name)}"
-        section = _section(info.annotation)
+        section = section_of(info.annotation)
         if section is not None:
             for sub_key, path, ann in fields(section, f"{key}."):
                 yield sub_key, (name, *path), ann
@@ -119,7 +119,7 @@ def _typed_value(key: str, raw: Any, annotation: Any) -> Any:
             return None
         if _scalar_tuple(annotation):
             return tuple(v.strip() for v in raw.split(",") if v.strip())
-        if not any(_is_scalar(tp) for tp in _args(annotation) if tp is not type(None)):
+        if not any(_is_scalar(tp) for tp in union_args(annotation) if tp is not type(None)):
             try:
                 return json.loads(raw)
             except json.JSONDecodeError as err:
@@ -169,7 +169,7 @@ def over_defaults(model: type[BaseModel], given: Mapping[str, Any]) -> dict[str,
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         if isinstance(default, BaseModel):
             out[name] = merge(default.model_dump(), out[name])
-        section = _section(info.annotation)
+        section = section_of(info.annotation)
         if section is not None:
             out[name] = over_defaults(section, out[name])
     return out

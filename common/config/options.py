@@ -73,7 +73,7 @@ def _lookup(model: type[BaseModel], key: str) -> tuple[Any, Any, str]:
         if i == len(parts) - 1:
             default = REQUIRED if info.is_required() else info.get_default(call_default_factory=True)
             return info.annotation, default, info.description or ""
-        nested = F._section(info.annotation)
+        nested = F.section_of(info.annotation)
         if nested is None:
             raise F.UnknownSettingError(f"{key!r}: {'.'.join(parts[: i + 1])} is not a section")
         cls = nested
@@ -88,7 +88,7 @@ def _model_for(option: Option, command: type[BaseModel], kind: str) -> tuple[typ
 
 
 def _argparse_type(annotation: Any) -> dict[str, Any]:
-    args = [a for a in F._args(annotation) if a is not type(None)]
+    args = [a for a in F.union_args(annotation) if a is not type(None)]
     tp = args[0] if args else str
     if typing.get_origin(tp) is typing.Literal:
         choices = typing.get_args(tp)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,14 +50,12 @@ from common.evaluation.plots import plot_learning_curves
 from common.evaluation.tables import format_ci, format_value, markdown_table
 from common.evaluation.thresholds import threshold_metrics
 from common.federation.hospital import local_train_config
-from common.federation.outputs import FederatedOutputs
+from common.federation.outputs import ALL_SITES, FederatedOutputs
 from common.models import create_model
 from common.training.engine import EpochLog, fit, load_checkpoint, predict, seed_everything
 
 log = logging.getLogger(__name__)
 
-ALL_SITES: Final[str] = "all"
-"""The test site name of the figures over all test hospitals together."""
 
 FederatedRunner = Callable[[Mapping[str, str | int | float | bool], int], FederatedOutputs]
 """``(flat run config, number of nodes) -> the run's outputs`` (``sim/simulation.py``)."""
@@ -236,10 +234,6 @@ def load_fold(fold: Fold, stores: Mapping[str, SiteStore], fs: int) -> FoldData:
     return FoldData(fold, train, val, test, load_s)
 
 
-def _fmt(v: float | None) -> str:
-    return format_value(v)
-
-
 def _centralised_arm(arm: str, fd: FoldData, sites: Sequence[str], cfg: RunConfig, echo: Any) -> ArmResult:
     """Pooled (or local-only) training over ``sites`` for as many passes as the federated arm makes."""
     passes = cfg.federated.passes
@@ -251,7 +245,7 @@ def _centralised_arm(arm: str, fd: FoldData, sites: Sequence[str], cfg: RunConfi
 
     def on_epoch(e: EpochLog) -> None:
         curve.append(CurvePoint(passes=e.epoch, train_loss=e.train_loss, val_auroc=e.val_auroc))
-        echo(f"    {arm} epoch {e.epoch}/{passes}  loss {e.train_loss:.4f}  val AUROC {_fmt(e.val_auroc)}")
+        echo(f"    {arm} epoch {e.epoch}/{passes}  loss {e.train_loss:.4f}  val AUROC {format_value(e.val_auroc)}")
 
     t0 = time.perf_counter()
     result = fit(model, train, val, tcfg, epochs=passes, on_epoch=on_epoch)
@@ -329,7 +323,7 @@ def _federated_arm(
     curve = []
     for h in outputs.history:
         val_auc = h["val"][ALL_SITES]["auroc"]
-        echo(f"    round {h['round']}: train loss {h['train_loss']:.4f}, validation AUROC {_fmt(val_auc)}")
+        echo(f"    round {h['round']}: train loss {h['train_loss']:.4f}, validation AUROC {format_value(val_auc)}")
         curve.append(CurvePoint(passes=h["round"] * f.local_epochs, train_loss=h["train_loss"], val_auroc=val_auc))
     model = create_model(cfg.train.model)
     best = fed_out / "best.pt"

@@ -108,12 +108,10 @@ def prepare_hint(cfg: AppConfig, hospital: Hospital) -> str:
             f"EXPORT.csv --data-dir DIR; README: 'Preparing a hospital's data') and point the node at the folder "
             f'holding {hospital.name}/ (--node-config "data-dir=...")'
         )
-    defaults, cohort = CohortConfig(), cfg.cohort
-    flags = {"n_sites": "--clients", "n_ecgs": "--n-ecgs", "difficulty": "--difficulty", "seed": "--seed"}
-    args = [f"{flags[k]} {getattr(cohort, k)}" for k in flags if getattr(cohort, k) != getattr(defaults, k)]
-    others = F.flatten(cohort)
-    changed = {k: v for k, v in others.items() if v != F.flatten(defaults)[k] and k.replace("-", "_") not in flags}
-    args += [f"--set data.cohort.{k}={v}" for k, v in changed.items()]
+    flags = {"n-sites": "--clients", "n-ecgs": "--n-ecgs", "difficulty": "--difficulty", "seed": "--seed"}
+    defaults = F.flatten(CohortConfig())
+    changed = {k: v for k, v in F.flatten(cfg.cohort).items() if v != defaults[k]}
+    args = [f"{flags[k]} {v}" if k in flags else f"--set data.cohort.{k}={v}" for k, v in changed.items()]
     where = cfg.data.dir or default_data_dir()
     return f"prepare it first: fedami ingest --data synthetic {' '.join(args)} --data-dir {where}".replace("  ", " ")
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+ALL_SITES: Final[str] = "all"
+"""The name of the figures over all hospitals together (each hospital's carry its own name)."""
 HISTORY: Final[str] = "history.json"
 TEST: Final[str] = "test.json"
 MESSAGES: Final[str] = "messages.json"
