@@ -104,6 +104,19 @@ def settings_table(command: type[BaseModel]) -> list[tuple[str, Any]]:
     return rows
 
 
+def check_writable(folder: Path) -> None:
+    """The output folder can be made and written, checked before any work (it is left in place, empty)."""
+    from common.config.options import SettingsError
+
+    probe = folder / ".fedami-write-test"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise SettingsError(f"cannot write the output folder {folder}: {err.strerror or err}") from None
+
+
 def config_main(argv: Sequence[str] | None = None) -> int:
     """``fedami config``: every setting of a command (its flat key and default), or the Flower run config."""
     from common.config import AppConfig, RunConfig, StudyConfig

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # `python sim/run.py` from a checkout puts sim/ f
 
 
 from common.config import options as O
-from sim.cli import add_paths, check_names, paths, settings
+from sim.cli import add_paths, check_names, check_writable, paths, settings
 
 OPTIONS = (*O.DATA_OPTIONS, O.SEED_OPTION, *O.TRAIN_OPTIONS, *O.FEDERATED_OPTIONS, *O.RUN_OPTIONS)
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.config import RunConfig
     from common.data.sources import prepare
     from common.data.store import StoreError
-    from common.experiments.comparison import run_comparison
+    from common.experiments.comparison import FoldDataError, run_comparison
 
     try:
         fixed: dict[str, object] = dict(paths(args, "run"))
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             fixed["resume"] = args.resume.expanduser().resolve()
         cfg = settings(args, RunConfig, OPTIONS, **fixed)
         check_names(cfg.train.model, cfg.federated.strategy if "federated" in cfg.arms else None)
+        check_writable(cfg.out_dir)
     except O.SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -74,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         from sim.simulation import run_federation
 
         runner = run_federation
-    run_comparison(cfg, prepared, runner)
+    try:
+        run_comparison(cfg, prepared, runner)
+    except FoldDataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

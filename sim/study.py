@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # `python sim/study.py` from a checkout puts sim/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.config import options as O
-from sim.cli import add_paths, check_names, paths, settings
+from sim.cli import add_paths, check_names, check_writable, paths, settings
 
 OPTIONS = (*O.DATA_OPTIONS, O.SEED_OPTION, *O.TRAIN_OPTIONS, *O.STUDY_OPTIONS)
 
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = settings(args, StudyConfig, OPTIONS, **paths(args, "study"))
         models = list(cfg.models) or [*list_models(), FEATURE_BASELINE]
         check_names([m for m in models if m != FEATURE_BASELINE])
+        check_writable(cfg.out_dir)
     except O.SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -32,8 +32,8 @@ def test_cohort_needs_two_sites_and_consistent_specs() -> None:
         CohortConfig(n_sites=1)
     with pytest.raises(ValidationError, match="site specs"):
         CohortConfig(n_sites=3, sites=default_sites(2))
-    with pytest.raises(ValueError, match="fewer than 10"):
-        CohortConfig(n_sites=10, n_ecgs=40).site_sizes()
+    with pytest.raises(ValidationError, match="leaves one with 2 ECGs; each needs at least 10"):
+        CohortConfig(n_sites=10, n_ecgs=40)  # refused when made, before any generation
 
 
 def test_lowpass_must_be_below_nyquist() -> None:

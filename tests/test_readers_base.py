@@ -9,9 +9,12 @@ from common.data.leads import LEADS
 from common.data.readers.base import (
     QCReason,
     RecordError,
+    Unreadable,
     canonical_lead,
     normalise_age,
     normalise_sex,
+    parse_age,
+    parse_sex,
     to_canonical,
     unit_scale_to_mv,
 )
@@ -51,17 +54,31 @@ def test_missing_lead_is_named() -> None:
 
 
 def test_demographics_normalisation() -> None:
-    assert normalise_age(300) == 90 and normalise_age("61") == 61 and math.isnan(normalise_age(None))
-    assert math.isnan(normalise_age("Unknown"))
-    assert [normalise_sex(v) for v in (0, 1, "Male", "female", None, float("nan"), "x")] == [
-        "M",
-        "F",
-        "M",
-        "F",
-        "",
-        "",
-        "",
-    ]
+    assert normalise_age(300, ptbxl=True) == 90 and normalise_age(300) == 300  # PTB-XL's top code only
+    assert normalise_age("61") == 61 and math.isnan(normalise_age(None)) and math.isnan(normalise_age("Unknown"))
+    assert [normalise_sex(v, "ptbxl") for v in (0, 1, "Male", "female", None, float("nan"), "x")] == [
+        "M", "F", "M", "F", "", "", "",
+    ]  # fmt: skip
+    assert [normalise_sex(v, "iso5218") for v in (1, 2, 0, 9, "1.0")] == ["M", "F", "", "", "M"]
+
+
+@pytest.mark.parametrize(
+    ("text", "years"),
+    [("61", 61.0), ("61.5", 61.5), ("61,5", 61.5), ("61 y", 61.0), ("61y", 61.0), ("61 years", 61.0),
+     ("61 Jahre", 61.0), ("90+", 90.0), (">89", 90.0), (" 45 ", 45.0)],
+)  # fmt: skip
+def test_ages_written_in_common_ways_are_read(text: str, years: float) -> None:
+    assert parse_age(text) == years
+
+
+@pytest.mark.parametrize("text", ["6 m", "forty", "45-50", "n.a.x", "1e3y"])
+def test_an_age_that_cannot_be_read_is_not_taken_as_missing(text: str) -> None:
+    assert isinstance(parse_age(text), Unreadable) and parse_age(text) == text
+
+
+def test_numeric_sex_codes_are_read_only_under_a_declared_coding() -> None:
+    assert [parse_sex(v) for v in ("M", "female", "", "unknown")] == ["M", "F", "", ""]
+    assert all(isinstance(parse_sex(v), Unreadable) for v in ("1", "2", "0", 1.0, "x"))  # ambiguous: 1 is F in PTB-XL
 
 
 def test_record_errors_survive_pickling() -> None:

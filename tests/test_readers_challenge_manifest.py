@@ -98,7 +98,8 @@ def challenge_root(tmp_path: Path) -> Path:
 def test_challenge_index_fields(challenge_root: Path) -> None:
     index = ChallengeSource(root=challenge_root).index()
 
-    assert list(index.columns) == [*INDEX_COLUMNS, "dx"]
+    unread = ["age_unreadable", "sex_unreadable", "label_unreadable", "unreadable"]
+    assert list(index.columns) == [*INDEX_COLUMNS, "dx", *unread]
     assert index["record_id"].tolist() == [
         "X0001",
         "cpsc_2018/g1/A0001",
@@ -312,7 +313,7 @@ def test_manifest_relative_and_absolute_records_with_extra_columns(tmp_path: Pat
 
     index = src.index()
 
-    assert list(index.columns) == [*INDEX_COLUMNS, "ward", "bmi"]
+    assert list(index.columns) == [*INDEX_COLUMNS, "age_unreadable", "sex_unreadable", "ward", "bmi"]
     assert index["record_id"].tolist() == ["2024/ecg_1", str(tmp_path / "elsewhere" / "ecg_2")]
     assert index["path"].tolist() == [
         str((tmp_path / "export" / "2024" / "ecg_1").resolve()),

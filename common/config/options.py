@@ -151,7 +151,10 @@ def assignments(texts: Sequence[str] | None) -> F.FlatConfig:
     """``--set KEY=VALUE`` items as a flat table."""
     out: F.FlatConfig = {}
     for text in texts or ():
-        key, value = F.parse_assignment(text)
+        try:
+            key, value = F.parse_assignment(text)
+        except ValueError as err:
+            raise SettingsError(f"--set: {err}") from None
         out[key] = value
     return out
 
@@ -197,8 +200,10 @@ def describe_errors(err: ValidationError, prefix: str = "", flags: Mapping[str, 
     for e in err.errors():
         where = ".".join([prefix] * bool(prefix) + [F.kebab(str(p)) for p in e["loc"]]) or "settings"
         flag = (flags or {}).get(where)
-        got = f" (got {e['input']!r})" if e["type"] != "missing" else ""
-        lines.append(f"  {where}{f' ({flag})' if flag else ''}: {e['msg']}{got}")
+        scalar = isinstance(e["input"], str | int | float | bool | Path) or e["input"] is None
+        got = f" (got {e['input']!r})" if e["type"] != "missing" and scalar else ""
+        message = str(e["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {where}{f' ({flag})' if flag else ''}: {message}{got}")
     return "invalid settings:\n" + "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ Sections
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -108,6 +109,11 @@ def default_sites(n_sites: int) -> tuple[SiteSpec, ...]:
     return tuple(specs)
 
 
+MIN_SITE_ECGS = 10
+"""The fewest ECGs a synthetic hospital is generated with (a run also checks, before training, that
+every training hospital's splits hold the AMI positives training needs)."""
+
+
 class CohortConfig(Frozen):
     """The built-in synthetic multi-hospital cohort.
 
@@ -137,6 +143,7 @@ class CohortConfig(Frozen):
             raise ValueError("site names must be unique")
         if abs(sum(self.split_fractions) - 1.0) > 1e-9 or min(self.split_fractions) <= 0:
             raise ValueError(f"split_fractions must be positive and sum to 1: {self.split_fractions}")
+        self.site_sizes()  # every hospital needs enough ECGs for three splits: say so before any work
         return self
 
     def site_specs(self) -> tuple[SiteSpec, ...]:
@@ -155,8 +162,12 @@ class CohortConfig(Frozen):
             if sum(sizes) >= self.n_ecgs:
                 break
             sizes[i] += 1
-        if min(sizes) < 10:
-            raise ValueError(f"n_ecgs={self.n_ecgs} leaves a site with fewer than 10 ECGs: {sizes}")
+        if min(sizes) < MIN_SITE_ECGS:
+            enough = math.ceil(MIN_SITE_ECGS * total_w / min(s.weight for s in specs)) + 1
+            raise ValueError(
+                f"n_ecgs={self.n_ecgs} over {len(specs)} hospitals leaves one with {min(sizes)} ECGs; each needs at "
+                f"least {MIN_SITE_ECGS}: raise n_ecgs (to about {enough}) or lower n_sites"
+            )
         return tuple(sizes)
 
 
@@ -185,6 +196,11 @@ class QCConfig(Frozen):
     saturation_run_s: float = Field(0.08, gt=0, description="a run this long at a lead's extreme is clipping")
     fs_range_hz: tuple[float, float] = Field((50.0, 2000.0), description="accepted sampling rates in Hz")
     age_range: tuple[float, float] = Field((0.0, 110.0), description="accepted ages in years")
+    amplitude_mv: tuple[float, float] = Field(
+        (0.2, 4.0),
+        description="accepted median over the 12 leads of a lead's peak-to-peak in mV after a 0.5-40 Hz band-pass "
+        "(PTB-XL's records: 0.45-3.7); outside it a gain or unit is wrong",
+    )
     require_label: bool = Field(True, description="reject records without a label")
 
 
@@ -235,6 +251,11 @@ class ManifestData(Frozen):
 
     kind: Literal["manifest"] = "manifest"
     path: Path = Field(description="the CSV manifest")
+    sex_codes: Literal["letters", "ptbxl", "iso5218"] = Field(
+        "letters",
+        description="how the sex column is written: letters or words (M/F, male/female), ptbxl (0 male, 1 female) "
+        "or iso5218 (1 male, 2 female, 0/9 unknown); numeric codes need one of the last two",
+    )
     ingest: IngestConfig = IngestConfig()
 
 
@@ -374,6 +395,13 @@ class RunConfig(Frozen):
     def _check(self) -> RunConfig:
         if self.resume is not None and self.protocol != "gah":
             raise ValueError("--resume continues one federated run; use it with the GAH protocol")
+        if self.resume is not None:
+            missing = [f for f in ("last.json", "last.pt", "history.json") if not (self.resume / f).is_file()]
+            if missing:
+                raise ValueError(
+                    f"resume: {self.resume} holds no federated checkpoint ({', '.join(missing)} missing); "
+                    "give the federated run's folder (<out>/gah/federated)"
+                )
         if len(set(self.arms)) != len(self.arms):
             raise ValueError(f"arms repeat: {self.arms}")
         return self

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -26,8 +27,8 @@ from tqdm.auto import tqdm
 
 from common.config import OTHER_SITE, IngestConfig
 from common.data.leads import N_LEADS
-from common.data.preprocess import preprocess_signal
-from common.data.qc import QualityReport, check_row, check_signal
+from common.data.preprocess import bandpass, filter_signal, finish_signal
+from common.data.qc import QualityReport, check_amplitude, check_row, check_signal
 from common.data.readers.base import INDEX_COLUMNS, QCReason, RecordError, Source
 from common.data.splits import assign_splits, merge_small_sites
 from common.data.store import SiteStore, StoreError, write_json, write_site_store
@@ -36,9 +37,10 @@ log = logging.getLogger(__name__)
 
 REPORT_FILE: Final[str] = "qc_report.json"
 REPORT_TABLE: Final[str] = "qc_report.csv"
+RECORDS_TABLE: Final[str] = "qc_records.csv"
 SETTINGS_FILE: Final[str] = "ingest.json"
 _BATCH: Final[int] = 64
-INGEST_VERSION: Final[int] = 1
+INGEST_VERSION: Final[int] = 2
 """Bumped whenever ingest output changes for the same inputs, so old caches are not reused."""
 
 
@@ -64,13 +66,18 @@ def _fingerprint(index: pd.DataFrame) -> str:
         names = wanted[folder]
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except FileNotFoundError:
-            h.update(f"{folder}|missing\n".encode())
+        except OSError:  # missing, not a folder, unreadable: the reader will say so record by record
+            h.update(f"{folder}|unlisted\n".encode())
             continue
         for e in entries:
-            if e.is_file() and (e.name in names or e.name.rsplit(".", 1)[0] in names):
-                st = e.stat()
-                h.update(f"{folder / e.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            if e.name in names or e.name.rsplit(".", 1)[0] in names:
+                try:
+                    st = e.stat()
+                except OSError:  # a broken or looping link: the record is counted unreadable later
+                    h.update(f"{folder / e.name}|unreadable\n".encode())
+                    continue
+                if e.is_file():
+                    h.update(f"{folder / e.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -91,22 +98,41 @@ def _init_worker(source: Source, cfg: IngestConfig) -> None:
     _worker["source"], _worker["cfg"] = source, cfg
 
 
-def _process(rows: Sequence[Mapping[str, Any]]) -> list[tuple[np.ndarray | None, bool, RecordError | None]]:
+@dataclass(frozen=True)
+class _Processed:
+    """One record after reading, quality control and preprocessing: its signal, or why not."""
+
+    signal: np.ndarray | None
+    padded: bool
+    digest: str
+    """sha256 of the signal as read: byte-identical records under other names share it."""
+    failure: RecordError | None
+
+
+def _process(rows: Sequence[Mapping[str, Any]]) -> list[_Processed]:
     source: Source = _worker["source"]
     cfg: IngestConfig = _worker["cfg"]
-    out: list[tuple[np.ndarray | None, bool, RecordError | None]] = []
+    out: list[_Processed] = []
     for row in rows:
         try:
             raw = source.load(row)
             check_signal(raw, cfg.qc)
-            x, padded = preprocess_signal(raw.signal, raw.fs, cfg.preprocess)
+            digest = hashlib.sha256(np.ascontiguousarray(raw.signal).tobytes() + f"|{raw.fs}".encode()).hexdigest()
+            filtered = filter_signal(raw.signal, raw.fs, cfg.preprocess)
+            if raw.units == "mV":  # a standardised source (PTB-XL's filtered array) has no amplitude to check
+                band = (
+                    filtered if cfg.preprocess.bandpass_hz is not None else bandpass(filtered, cfg.preprocess.target_fs)
+                )
+                check_amplitude(band, cfg.qc)
+            x, padded = finish_signal(filtered, cfg.preprocess)
             if not np.isfinite(x).all():  # a filter can blow up on pathological input
                 raise RecordError(QCReason.NAN, "non-finite values after preprocessing")
-            out.append((x, padded, None))
+            out.append(_Processed(x, padded, digest, None))
         except RecordError as err:
-            out.append((None, False, err))
+            out.append(_Processed(None, False, "", err))
         except Exception as err:  # an unexpected reader failure is still a counted skip, never a crash
-            out.append((None, False, RecordError(QCReason.UNREADABLE, f"{type(err).__name__}: {err}")))
+            failure = RecordError(QCReason.UNREADABLE, f"{type(err).__name__}: {err}")
+            out.append(_Processed(None, False, "", failure))
     return out
 
 
@@ -117,7 +143,7 @@ def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 def _run(
     source: Source, cfg: IngestConfig, rows: list[dict[str, Any]], workers: int, desc: str, progress: bool
-) -> Iterator[tuple[np.ndarray | None, bool, RecordError | None]]:
+) -> Iterator[_Processed]:
     bar = tqdm(total=len(rows), desc=desc, unit="ECG", disable=not progress)
     try:
         if workers <= 1:
@@ -139,16 +165,61 @@ def _run(
         bar.close()
 
 
+SITE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""A hospital name is a folder name: letters, digits, '.', '_' and '-', not starting with '.' (no path parts)."""
+
+
 def _validate_index(index: pd.DataFrame, cfg: IngestConfig) -> None:
     missing = [c for c in INDEX_COLUMNS if c not in index.columns]
     if missing:
         raise ValueError(f"source index lacks columns {missing}")
-    if "units" in index.columns and (index["units"] != "mV").any() and cfg.preprocess.normalise != "per_record":
-        units = sorted(set(index["units"]) - {"mV"})
+    if index.empty:
+        raise ValueError("the source lists no records")
+    bad_sites = sorted({str(s) for s in index["site"].unique() if not SITE_NAME.fullmatch(str(s))})
+    if bad_sites:
         raise ValueError(
-            f"the source has records in {units}, which can only be pooled with mV records under "
-            "per-record standardisation: set preprocess.normalise='per_record'"
+            f"hospital names must start with a letter or digit and hold only letters, digits, '.', '_' and '-' "
+            f"(at most 64; each names a folder): rename {bad_sites}"
         )
+    if "signal_units" in index.columns and cfg.preprocess.normalise != "per_record":
+        units = sorted(set(index["signal_units"]) - {"mV"})
+        if units:
+            raise ValueError(
+                f"the source has records in {units}, which can only be pooled with mV records under "
+                "per-record standardisation: --normalise per_record (preprocess.normalise)"
+            )
+
+
+def _row_checks(index: pd.DataFrame, cfg: IngestConfig, report: QualityReport) -> np.ndarray:
+    """Checks on the index rows alone (duplicates, age, sex, label); returns which rows go on to be read."""
+    keep = np.ones(len(index), dtype=bool)
+    seen: set[str] = set()
+    for i, row in enumerate(index.to_dict("records")):
+        try:
+            if isinstance(row.get("duplicate_of"), str) and row["duplicate_of"]:
+                raise RecordError(QCReason.DUPLICATE, f"same ECG as {row['duplicate_of']}, which is kept")
+            if row["record_id"] in seen:
+                raise RecordError(QCReason.DUPLICATE, "record id seen before")
+            seen.add(row["record_id"])
+            check_row(row, cfg.qc)
+        except RecordError as err:
+            report.add_skip(row["site"], err, row["record_id"])
+            keep[i] = False
+    return keep
+
+
+def _warnings(stores: Sequence[SiteStore]) -> list[str]:
+    """Hospitals a study cannot use as they are: an empty split, or no AMI positive in a split."""
+    out = []
+    for s in stores:
+        m = s.metadata
+        for split in ("train", "val", "test"):
+            part = m.loc[m["split"] == split, "label"]
+            if len(part) == 0:
+                out.append(f"hospital {s.site!r} has no {split} records")
+            elif int(part.sum()) == 0:
+                out.append(f"hospital {s.site!r} has no AMI positive in its {split} split ({len(part)} ECGs)")
+    return out
 
 
 def ingest(
@@ -160,7 +231,12 @@ def ingest(
     progress: bool = True,
     echo: Any = print,
 ) -> IngestResult:
-    """Ingest ``source`` into per-site stores under ``data_dir``; reuse them when nothing changed."""
+    """Ingest ``source`` into per-site stores under ``data_dir``; reuse them when nothing changed.
+
+    Every record read ends stored or skipped under a reason (``qc_records.csv``). A hospital none of
+    whose records can be used is left out and reported (``unusable_sites`` in ``qc_report.json``,
+    and on the console); when no hospital is usable the ingest is an error with the table of why.
+    """
     index = source.index().reset_index(drop=True)
     _validate_index(index, cfg)
     kind = str(source.describe().get("kind", "source"))
@@ -172,26 +248,14 @@ def ingest(
     report = QualityReport()
     index = merge_small_sites(index, cfg.min_site_records, other=OTHER_SITE)
     index["split"] = assign_splits(index, cfg.split_fractions, cfg.seed)
-    keep = np.ones(len(index), dtype=bool)
-    seen: set[str] = set()
-    for i, row in enumerate(index.to_dict("records")):
-        report.read[row["site"]] += 1
-        try:
-            if isinstance(row.get("duplicate_of"), str) and row["duplicate_of"]:
-                raise RecordError(QCReason.DUPLICATE, f"same ECG as {row['duplicate_of']}, which is kept")
-            if row["record_id"] in seen:
-                raise RecordError(QCReason.DUPLICATE, "record id seen before")
-            seen.add(row["record_id"])
-            check_row(row, cfg.qc)
-        except RecordError as err:
-            report.add_skip(row["site"], err, row["record_id"])
-            keep[i] = False
+    keep = _row_checks(index, cfg, report)
 
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     n_t = round(cfg.preprocess.length_s * cfg.preprocess.target_fs)
     workers = workers if workers is not None else max(1, min(os.cpu_count() or 1, 8))
+    signal_of: dict[str, str] = {}  # digest -> record id of its first copy, over every hospital
     try:
         for site in sorted(index["site"].unique()):
             rows_df = index[(index["site"] == site) & keep]
@@ -199,24 +263,29 @@ def ingest(
             good: list[int] = []
             signals: list[np.ndarray] = []
             padded: list[bool] = []
-            for k, (x, pad, failure) in enumerate(_run(source, cfg, rows, workers, f"ingesting {site}", progress)):
+            for k, done in enumerate(_run(source, cfg, rows, workers, f"ingesting {site}", progress)):
+                record_id = str(rows[k]["record_id"])
+                failure = done.failure
+                if failure is None and done.digest in signal_of:
+                    failure = RecordError(
+                        QCReason.DUPLICATE, f"the same signal as {signal_of[done.digest]}, which is kept"
+                    )
                 if failure is not None:
-                    report.add_skip(site, failure, rows[k]["record_id"])
+                    report.add_skip(site, failure, record_id)
                     continue
-                assert x is not None
+                assert done.signal is not None
+                signal_of[done.digest] = record_id
+                report.add_stored(site, record_id, done.padded)
                 good.append(k)
-                signals.append(x)
-                padded.append(pad)
+                signals.append(done.signal)
+                padded.append(done.padded)
             if not good:
-                raise StoreError(
-                    f"site {site!r} has no usable records after quality control ({report.skipped.get(site)})"
-                )
+                report.forget_site(site, _why(report, site))
+                continue
             meta = rows_df.iloc[good].reset_index(drop=True).drop(columns=["path"])
             meta["fs"] = cfg.preprocess.target_fs
             meta["padded"] = padded
             meta["label"] = meta["label"].astype(int)
-            report.stored[site] = len(meta)
-            report.padded[site] = int(sum(padded))
             stack = np.stack(signals).reshape(len(signals), N_LEADS, n_t)
             write_site_store(
                 tmp / site,
@@ -228,8 +297,14 @@ def ingest(
                 source={"kind": kind, "source": source.describe(), "ingest": cfg.model_dump(mode="json")},
                 preprocessing=cfg.preprocess.model_dump(mode="json"),
             )
+        if len(report.unusable) == len(index["site"].unique()):
+            raise StoreError(
+                "no hospital has a usable record after quality control:\n" + report.table().to_string(index=False)
+            )
+        report.warnings.extend(_warnings([SiteStore.open(p) for p in sorted(tmp.iterdir()) if p.is_dir()]))
         write_json(tmp / REPORT_FILE, report.to_dict())
         report.table().to_csv(tmp / REPORT_TABLE, index=False)
+        report.records_table().to_csv(tmp / RECORDS_TABLE, index=False)
         write_json(tmp / SETTINGS_FILE, {"source": source.describe(), "ingest": cfg.model_dump(mode="json")})
         try:
             tmp.rename(out)
@@ -242,12 +317,27 @@ def ingest(
         raise
     echo(f"ingested {kind} into {out}")
     echo(report.table().to_string(index=False))
+    announce(report, echo)
     return _open_result(out, cached=False)
+
+
+def _why(report: QualityReport, site: str) -> str:
+    reasons: Mapping[str, int] = report.skipped.get(site, {})
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "no records"
+
+
+def announce(report: QualityReport, echo: Any = print) -> None:
+    """The hospitals left out and the warnings, prominently."""
+    for site, why in report.unusable.items():
+        echo(f"!! hospital {site!r} was left out: none of its records is usable ({why}); see {RECORDS_TABLE}")
+    for warning in report.warnings:
+        echo(f"!! {warning}")
 
 
 def _open_result(out: Path, *, cached: bool) -> IngestResult:
     stores = [SiteStore.open(p) for p in sorted(out.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-    report = QualityReport.from_dict(json.loads((out / REPORT_FILE).read_text()))
+    records = pd.read_csv(out / RECORDS_TABLE, dtype={"record_id": str, "site": str, "status": str, "detail": str})
+    report = QualityReport.from_files(json.loads((out / REPORT_FILE).read_text()), records)
     return IngestResult(stores, report, out, cached)
 
 

@@ -87,14 +87,24 @@ def standardise(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray |
     return ((x - m) / np.maximum(s, 1e-6)).astype(np.float32)
 
 
-def preprocess_signal(x: np.ndarray, fs: float, cfg: PreprocessConfig) -> tuple[np.ndarray, bool]:
-    """Resample, filter, fix the length and (per record) standardise one ``(12, T)`` signal."""
+def filter_signal(x: np.ndarray, fs: float, cfg: PreprocessConfig) -> np.ndarray:
+    """Resample and filter one ``(12, T)`` signal as ``cfg`` says (its amplitude is still as read)."""
     y = resample(x, fs, cfg.target_fs)
     if cfg.bandpass_hz is not None:
         y = bandpass(y, cfg.target_fs, *cfg.bandpass_hz)
     if cfg.notch_hz is not None:
         y = notch(y, cfg.target_fs, cfg.notch_hz)
+    return y
+
+
+def finish_signal(y: np.ndarray, cfg: PreprocessConfig) -> tuple[np.ndarray, bool]:
+    """Fix the length and (per record) standardise a filtered signal; also says whether it padded."""
     y, padded = fixed_length(y, round(cfg.length_s * cfg.target_fs))
     if cfg.normalise == "per_record":
         y = standardise(y)
     return np.ascontiguousarray(y, dtype=np.float32), padded
+
+
+def preprocess_signal(x: np.ndarray, fs: float, cfg: PreprocessConfig) -> tuple[np.ndarray, bool]:
+    """Resample, filter, fix the length and (per record) standardise one ``(12, T)`` signal."""
+    return finish_signal(filter_signal(x, fs, cfg), cfg)

@@ -42,7 +42,7 @@ def reader(data: PtbxlData | ManifestData | ChallengeData) -> Source:
     if isinstance(data, ManifestData):
         from common.data.readers.manifest import ManifestSource
 
-        return ManifestSource(path=data.path)
+        return ManifestSource(path=data.path, sex_codes=data.sex_codes)
     from common.data.readers.challenge import ChallengeSource
 
     return ChallengeSource(root=data.root, label=data.label)

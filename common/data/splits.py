@@ -59,22 +59,24 @@ def patient_split(
     return out.astype(str)
 
 
-def fold_split(strat_fold: pd.Series) -> np.ndarray:
+def fold_split(fold: pd.Series) -> np.ndarray:
     """PTB-XL's protocol: folds 1-8 train, 9 validation, 10 test."""
-    folds = strat_fold.astype(int).to_numpy()
-    if not np.isin(folds, np.arange(1, 11)).all():
-        raise ValueError(f"strat_fold values must be 1-10, got {sorted(set(folds) - set(range(1, 11)))}")
+    folds = fold.astype(int).to_numpy()
+    bad = sorted(int(f) for f in set(folds) - set(range(1, 11)))
+    if bad:
+        raise ValueError(f"PTB-XL folds must be 1-10, got {bad}")
     return np.where(folds == 10, "test", np.where(folds == 9, "val", "train"))
 
 
 def assign_splits(index: pd.DataFrame, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
-    """Split name per index row: PTB-XL folds where ``strat_fold`` is present, else patient-disjoint,
-    label-stratified splits drawn per site from ``(seed, site)``.
+    """Split name per index row: PTB-XL's folds where its reader gives them (the reserved ``fold``
+    column), else patient-disjoint, label-stratified splits drawn per site from ``(seed, site)``.
 
-    Rows without a label count as negatives for stratification (they are rejected later anyway).
+    A ``strat_fold`` column of another source is ordinary metadata. Rows without a label count as
+    negatives for stratification (they are rejected later anyway).
     """
-    if "strat_fold" in index.columns and index["strat_fold"].notna().all():
-        return fold_split(index["strat_fold"])
+    if "fold" in index.columns and index["fold"].notna().all():
+        return fold_split(index["fold"])
     out = np.empty(len(index), dtype=object)
     label = pd.to_numeric(index["label"], errors="coerce").fillna(0).astype(int).to_numpy()
     for s_i, site in enumerate(sorted(index["site"].unique())):

@@ -390,17 +390,69 @@ def overhead(folds: Sequence[FoldResult]) -> Overhead | None:
     return Overhead(fed, pooled) if fed and pooled else None
 
 
+class FoldDataError(ValueError):
+    """A fold's data cannot train or select a model: said before any training starts."""
+
+
+def check_folds(folds: Sequence[Fold], stores: Mapping[str, SiteStore], arms: Sequence[str]) -> list[str]:
+    """Refuse folds that cannot train; return warnings for figures that will be undefined.
+
+    Every training hospital needs AMI positives and negatives in its training split (training
+    weights the classes by their counts, and a hospital of one class cannot federate), and the
+    fold's validation data both classes (the kept round or epoch and the threshold are chosen there).
+    A test site or a local-only arm's validation of one class only gives ``n/a`` (a warning).
+    """
+    problems, warnings = [], []
+
+    def counts(site: str, splits: Sequence[str]) -> tuple[int, int]:
+        m = stores[site].metadata
+        labels = m.loc[m["split"].isin(splits), "label"]
+        return int(labels.sum()), int(len(labels) - labels.sum())
+
+    for fold in folds:
+        for site in fold.train_sites:
+            pos, neg = counts(site, ["train"])
+            if pos == 0 or neg == 0:
+                problems.append(
+                    f"[{fold.name}] training hospital {site!r} has {pos} AMI positives and {neg} negatives in train"
+                )
+            vpos, vneg = counts(site, ["val"])
+            if "local" in arms and (vpos == 0 or vneg == 0):
+                warnings.append(
+                    f"[{fold.name}] local-only at {site!r}: its validation split has one class (no threshold)"
+                )
+        val = [counts(site, ["val"]) for site in fold.train_sites]
+        if sum(p for p, _ in val) == 0 or sum(n for _, n in val) == 0:
+            problems.append(f"[{fold.name}] the training hospitals' validation data has one class only")
+        for site, splits in fold.test_sites.items():
+            pos, neg = counts(site, splits)
+            if pos == 0 or neg == 0:
+                warnings.append(f"[{fold.name}] test site {site!r} has one class only: its AUROC is n/a")
+    if problems:
+        raise FoldDataError(
+            "the data cannot train this protocol:\n  "
+            + "\n  ".join(problems)
+            + "\n(merge small hospitals with --min-site-records, use more data, or choose the other protocol)"
+        )
+    return warnings
+
+
 def run_comparison(
     cfg: RunConfig, prepared: Prepared, run_federated: FederatedRunner | None, *, echo: Any = print
 ) -> ComparisonResult:
-    """Every fold of the protocol, every arm; writes config.json, results.json, results.md and a plot."""
-    out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+    """Every fold of the protocol, every arm; writes config.json, results.json, results.md and a plot.
+
+    Raises :class:`FoldDataError` before any training (and before writing) when a fold cannot train.
+    """
     stores = prepared.stores
     by_name = {s.site: s for s in stores}
     sites = [s.site for s in stores]
     folds = gah_folds(sites) if cfg.protocol == "gah" else loho_folds(sites)
+    for warning in check_folds(folds, by_name, cfg.arms):
+        echo(f"!! {warning}")
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
     t0 = time.perf_counter()
     results: list[FoldResult] = []
     for fold in folds:

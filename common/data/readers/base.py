@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -38,8 +38,13 @@ class QCReason(StrEnum):
     TOO_SHORT = "too_short"
     UNKNOWN_FS = "unknown_sampling_rate"
     UNKNOWN_UNITS = "unknown_units"
+    UNCALIBRATED = "uncalibrated_gain"
+    IMPLAUSIBLE_AMPLITUDE = "implausible_amplitude"
     IMPLAUSIBLE_AGE = "implausible_age"
+    UNREADABLE_AGE = "unreadable_age"
+    UNREADABLE_SEX = "unreadable_sex"
     MISSING_LABEL = "missing_label"
+    UNREADABLE_LABEL = "unreadable_label"
     DUPLICATE = "duplicate_record"
 
 
@@ -110,9 +115,20 @@ _UNIT_TO_MV: Final[dict[str, float]] = {
 
 
 def canonical_lead(name: str) -> str | None:
-    """Canonical spelling of a lead name (``AVR`` -> ``aVR``, ``MLII`` -> ``II``), None if unknown."""
-    key = re.sub(r"[\s_\-]", "", str(name)).upper()
-    return _LEAD_ALIASES.get(key)
+    """Canonical spelling of a lead name (``AVR`` -> ``aVR``, ``MLII`` -> ``II``), None if unknown.
+
+    An inverted lead (``-aVR``, Cabrera's display) is not the lead: see :func:`lead_of_channel`.
+    """
+    lead, inverted = lead_of_channel(name)
+    return None if inverted else lead
+
+
+def lead_of_channel(name: str) -> tuple[str | None, bool]:
+    """The standard lead a channel records and whether it is stored inverted (``-aVR`` = minus aVR)."""
+    text = str(name).strip()
+    inverted = text.startswith("-")
+    key = re.sub(r"[\s_\-]", "", text.lstrip("-+")).upper()
+    return _LEAD_ALIASES.get(key), inverted
 
 
 def unit_scale_to_mv(unit: str) -> float:
@@ -132,41 +148,121 @@ def to_canonical(signal: np.ndarray, names: Sequence[str], units: Sequence[str])
     if signal.ndim != 2 or signal.shape[1] != len(names) or len(units) != len(names):
         raise RecordError(QCReason.UNREADABLE, f"signal shape {signal.shape} does not match {len(names)} channel names")
     out = np.empty((N_LEADS, signal.shape[0]), dtype=np.float32)
-    found: dict[str, int] = {}
-    for ch, name in enumerate(names):
-        lead = canonical_lead(name)
-        if lead is not None and lead not in found:
-            found[lead] = ch
-    missing = [lead for lead in LEADS if lead not in found]
-    if missing:
-        raise RecordError(QCReason.MISSING_LEAD, f"leads {missing} absent (channels: {list(names)})")
-    for lead, ch in found.items():
-        out[LEAD_INDEX[lead]] = signal[:, ch] * unit_scale_to_mv(units[ch])
+    for lead, (ch, sign) in lead_channels(names).items():
+        out[LEAD_INDEX[lead]] = sign * signal[:, ch] * unit_scale_to_mv(units[ch])
     return out
 
 
-def normalise_sex(value: object) -> str:
-    """ "M", "F" or "" from the many ways sources write sex (PTB-XL: 0 male, 1 female)."""
+def lead_channels(names: Sequence[str]) -> dict[str, tuple[int, float]]:
+    """Channel and sign (-1 for an inverted recording such as ``-aVR``) of each of the 12 leads.
+
+    Extra channels are ignored; a lead that appears twice keeps its first occurrence. A missing
+    lead is a :class:`RecordError`.
+    """
+    found: dict[str, tuple[int, float]] = {}
+    for ch, name in enumerate(names):
+        lead, inverted = lead_of_channel(name)
+        if lead is not None and lead not in found:
+            found[lead] = (ch, -1.0 if inverted else 1.0)
+    missing = [lead for lead in LEADS if lead not in found]
+    if missing:
+        raise RecordError(QCReason.MISSING_LEAD, f"leads {missing} absent (channels: {list(names)})")
+    return found
+
+
+SexCoding = Literal["letters", "ptbxl", "iso5218"]
+"""How a source writes sex: words or letters (M/F, male/female), PTB-XL's 0 male / 1 female, or
+ISO 5218's 1 male / 2 female (0 not known, 9 not applicable)."""
+
+_MISSING_TEXT: Final[frozenset[str]] = frozenset({"", "nan", "none", "null", "na", "n/a", "unknown", "not known", "?"})
+_MALE: Final[frozenset[str]] = frozenset({"m", "male", "man", "masculine"})
+_FEMALE: Final[frozenset[str]] = frozenset({"f", "female", "woman", "feminine"})
+_NUMERIC_SEX: Final[dict[str, dict[str, str]]] = {
+    "ptbxl": {"0": "M", "1": "F"},
+    "iso5218": {"1": "M", "2": "F", "0": "", "9": ""},
+}
+
+
+class Unreadable(str):
+    """A value that is present but cannot be read (``"45 y."`` as an age, ``"3"`` as a sex).
+
+    Readers return it in the index (``age_unreadable``, ``sex_unreadable``) so that ingest counts the
+    record under a reason instead of storing it with a missing or wrong value.
+    """
+
+
+def _blank(value: object) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return str(value).strip().lower() in _MISSING_TEXT
+
+
+def parse_sex(value: object, coding: SexCoding = "letters") -> str | Unreadable:
+    """ "M", "F", "" (missing) or the :class:`Unreadable` text, under the source's ``coding``."""
+    if _blank(value):
         return ""
     s = str(value).strip().lower()
-    if s in {"m", "male", "man", "0", "0.0"}:
+    s = s[:-2] if s.endswith(".0") else s
+    if s in _MALE:
         return "M"
-    if s in {"f", "female", "woman", "1", "1.0"}:
+    if s in _FEMALE:
         return "F"
-    return ""
+    if coding in _NUMERIC_SEX and s in _NUMERIC_SEX[coding]:
+        return _NUMERIC_SEX[coding][s]
+    return Unreadable(str(value).strip())
+
+
+def normalise_sex(value: object, coding: SexCoding = "letters") -> str:
+    """ "M", "F" or "" (missing or unreadable: use :func:`parse_sex` to tell those apart)."""
+    sex = parse_sex(value, coding)
+    return "" if isinstance(sex, Unreadable) else sex
 
 
 PTBXL_AGE_90_PLUS: Final[float] = 300.0
 """PTB-XL writes ages of 90 and over as 300 (de-identification)."""
+_AGE: Final = re.compile(
+    r"^(?P<cmp>>=?|\u2265)?\s*(?P<years>[-+]?\d+(?:[.,]\d+)?)\s*(?P<plus>\+)?\s*"
+    r"(?:y|yr|yrs|year|years|a|j|jahre|ans|años)?\.?$",
+    re.IGNORECASE,
+)
 
 
-def normalise_age(value: object) -> float:
-    """Age in years as float, NaN when missing; PTB-XL's 300 (90 or over) becomes 90."""
-    try:
-        age = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+def parse_age(value: object, *, ptbxl: bool = False) -> float | Unreadable:
+    """Age in years (NaN when missing) or the :class:`Unreadable` text.
+
+    Reads ``61``, ``61.5``, ``61,5``, ``61 y``, ``61 years`` and top codes ``90+`` / ``>89`` (as their
+    number). ``ptbxl``: PTB-XL's 300 (90 or over) becomes 90; elsewhere 300 stays, an implausible age.
+    """
+    if _blank(value):
         return math.nan
-    if math.isnan(age):
-        return math.nan
-    return 90.0 if age == PTBXL_AGE_90_PLUS else age
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        age = float(value)
+    else:
+        m = _AGE.match(str(value).strip())
+        if m is None:
+            return Unreadable(str(value).strip())
+        age = float(m["years"].replace(",", "."))
+        if m["cmp"] in (">",) and not m["plus"]:
+            age += 1  # ">89" is 90 or older
+    if ptbxl and age == PTBXL_AGE_90_PLUS:
+        return 90.0
+    return age
+
+
+def normalise_age(value: object, *, ptbxl: bool = False) -> float:
+    """Age in years, NaN when missing or unreadable (use :func:`parse_age` to tell those apart)."""
+    age = parse_age(value, ptbxl=ptbxl)
+    return math.nan if isinstance(age, Unreadable) else age
+
+
+def demographics_columns(ages: Sequence[object], sexes: Sequence[object], *, coding: SexCoding = "letters",
+                         ptbxl: bool = False) -> dict[str, list[object]]:  # fmt: skip
+    """Index columns ``age``, ``sex`` and the texts that could not be read (``age_unreadable``, ``sex_unreadable``)."""
+    age = [parse_age(v, ptbxl=ptbxl) for v in ages]
+    sex = [parse_sex(v, coding) for v in sexes]
+    return {
+        "age": [math.nan if isinstance(a, Unreadable) else a for a in age],
+        "sex": ["" if isinstance(x, Unreadable) else x for x in sex],
+        "age_unreadable": [str(a) if isinstance(a, Unreadable) else "" for a in age],
+        "sex_unreadable": [str(x) if isinstance(x, Unreadable) else "" for x in sex],
+    }

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -48,7 +49,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from common.config import ChallengeData, ChallengeLabel
-from common.data.readers.base import INDEX_COLUMNS, RawEcg, normalise_age, normalise_sex
+from common.data.readers.base import INDEX_COLUMNS, RawEcg, Unreadable, demographics_columns
+from common.data.readers.wfdb_header import read_text
 from common.data.readers.wfdb_reader import header_fields, read_wfdb
 
 log = logging.getLogger(__name__)
@@ -79,24 +81,53 @@ DEFAULT_SITE: Final[str] = "challenge"
 _MISSING: Final[frozenset[str]] = frozenset({"", "nan", "unknown", "none", "n/a", "na"})
 
 
+_DX_TOKEN: Final = re.compile(r"^(?P<code>\d+)(?:\.0+)?(?:\s*\(.*\))?$")
+"""A SNOMED CT code as written in real headers: ``164865005``, ``164865005.0``, ``164865005 (MI)``."""
+
+
 def parse_dx(value: str | None) -> frozenset[int] | None:
     """SNOMED CT codes of a ``#Dx`` value (``"59118001,164865005"``); None when there are none."""
+    codes, _ = read_dx(value)
+    return codes or None
+
+
+def read_dx(value: str | None) -> tuple[frozenset[int], tuple[str, ...]]:
+    """The codes of a ``#Dx`` value and the tokens that are no code (empty when the value is missing)."""
     if value is None or value.strip().lower() in _MISSING:
-        return None
-    codes = set()
+        return frozenset(), ()
+    codes, bad = set(), []
     for token in value.replace(";", ",").split(","):
         token = token.strip()
-        if token.isdigit():
-            codes.add(int(token))
-    return frozenset(codes) or None
+        if not token:
+            continue
+        m = _DX_TOKEN.match(token)
+        if m is None:
+            bad.append(token)
+        else:
+            codes.add(int(m["code"]))
+    return frozenset(codes), tuple(bad)
+
+
+def label_of_dx(value: str | None, label: ChallengeLabel) -> float | Unreadable:
+    """1.0 if a code is positive for ``label``; 0.0 if none is and every token is a code; NaN without codes.
+
+    A token that is no code could be the positive diagnosis written otherwise, so a record whose
+    readable codes are all negative but has such a token is :class:`Unreadable`, not negative.
+    """
+    codes, bad = read_dx(value)
+    if codes & POSITIVE_CODES[label]:
+        return 1.0
+    if bad:
+        return Unreadable(f"#Dx token(s) {list(bad)} are not SNOMED CT codes")
+    return float(label_from_codes(codes or None, label))
 
 
 def header_comments(hea: Path) -> tuple[str, ...]:
-    """The ``#`` comment lines of a header, read as text so a corrupt header still gives them."""
-    try:
-        text = hea.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ()
+    """The ``#`` comment lines of a header, read as text so a corrupt header still gives them.
+
+    Raises ``OSError`` when the file cannot be read at all (a broken or looping link, a folder).
+    """
+    text = read_text(hea)
     return tuple(line.strip() for line in text.splitlines() if line.lstrip().startswith("#"))
 
 
@@ -133,32 +164,49 @@ class ChallengeSource(BaseModel):
     def index(self) -> pd.DataFrame:
         """One row per header, sorted by relative path; unparseable headers are listed too.
 
-        Columns: :data:`~common.data.readers.base.INDEX_COLUMNS` plus ``dx`` (the codes as written).
+        Columns: :data:`~common.data.readers.base.INDEX_COLUMNS`, ``dx`` (the codes as written) and what
+        could not be read (``age_unreadable``, ``sex_unreadable``, ``label_unreadable``; empty when read).
         """
         root = self.root.resolve()
         if not root.is_dir():
             raise FileNotFoundError(f"challenge root {root} is not a folder")
-        headers = sorted(root.rglob("*.hea"), key=lambda p: p.relative_to(root).as_posix())
+        found = sorted(root.rglob("*.hea"), key=lambda p: p.relative_to(root).as_posix())
+        hidden = [p for p in found if any(part.startswith(".") for part in p.relative_to(root).parts)]
+        if hidden:  # editor backups, notebook checkpoints, macOS metadata: never records of a hospital
+            log.warning(
+                "challenge: %d header(s) under hidden folders or with hidden names are not read, e.g. %s",
+                len(hidden),
+                hidden[0].relative_to(root),
+            )
+        headers = [p for p in found if p not in set(hidden)]
         if not headers:
             raise FileNotFoundError(f"no *.hea records under {root}")
         rows: list[dict[str, Any]] = []
         for hea in headers:
             rel = hea.relative_to(root).with_suffix("")
-            fields = header_fields(header_comments(hea))
+            try:
+                fields, unreadable = header_fields(header_comments(hea)), ""
+            except OSError as err:
+                fields, unreadable = {}, f"cannot read {hea.name}: {err.strerror or err}"
             dx = fields.get("dx", "")
+            label = label_of_dx(dx, self.label)
+            # the challenge distributes PTB-XL's records with their top code: 300 is 90 or over
+            demo = demographics_columns([fields.get("age")], [fields.get("sex")], ptbxl=True)
             rows.append(
                 {
                     "record_id": rel.as_posix(),
                     "patient_id": rel.name,
                     "site": self._site(rel),
-                    "age": normalise_age(fields.get("age")),
-                    "sex": normalise_sex(fields.get("sex")),
-                    "label": label_from_codes(parse_dx(dx), self.label),
+                    **{k: v[0] for k, v in demo.items()},
+                    "label": math.nan if isinstance(label, Unreadable) else label,
+                    "label_unreadable": str(label) if isinstance(label, Unreadable) else "",
+                    "unreadable": unreadable,
                     "path": str(hea.with_suffix("")),
                     "dx": dx,
                 }
             )
-        out = pd.DataFrame(rows, columns=[*INDEX_COLUMNS, "dx"])
+        columns = [*INDEX_COLUMNS, "dx", "age_unreadable", "sex_unreadable", "label_unreadable", "unreadable"]
+        out = pd.DataFrame(rows, columns=columns)
         out["age"] = out["age"].astype(np.float64)
         out["label"] = out["label"].astype(np.float64)
         log.info(

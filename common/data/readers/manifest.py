@@ -11,14 +11,19 @@ One row per ECG::
 * ``patient_id``: the hospital's pseudonymous patient id; where empty, the record id is used, so
   patient-disjoint splits cannot be guaranteed for those rows (a warning says how many).
 * ``site``: the hospital (required, non-empty).
-* ``age``: years; empty or non-numeric is missing (NaN). ``sex``: M/F, male/female or PTB-XL's
-  0/1 (0 male); anything else is "".
+* ``age``: years (``61``, ``61.5``, ``61,5``, ``61 y``, ``90+``); empty is missing (NaN); anything
+  else is counted as ``unreadable_age``. ``sex``: M/F or male/female; numeric codes only with a
+  declared coding (``sex_codes``: ``iso5218`` 1 male 2 female, or ``ptbxl`` 0 male 1 female), since
+  a 1 is a man in one and a woman in the other; empty or unknown is missing; anything else is
+  counted as ``unreadable_sex``.
 * ``label``: 1 (AMI), 0, or empty when unknown (kept as NaN, counted as ``missing_label``).
 * ``record_id`` (optional): the id to store; by default the ``record`` value.
 
-Any other column is kept in the index as metadata. ``path``, ``split``, ``fs`` and ``padded`` are
-reserved (the reader and the ingest write them). A record listed twice with the same metadata is
-passed on, so the ingest counts the copy as ``duplicate_record``; the same record id with
+Any other column is kept in the index as metadata (a ``strat_fold`` or ``units`` column too: the
+splits are drawn per hospital, PTB-XL's folds apply to PTB-XL only). The columns in
+:data:`RESERVED_COLUMNS` are reserved (the readers and the ingest write them). A record listed
+twice with the same metadata is passed on, so the ingest counts the copy as ``duplicate_record``;
+the same record id with
 *different* metadata (another label, patient or file) is ambiguous and a :class:`ValueError`.
 """
 
@@ -35,13 +40,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from common.data.readers.base import INDEX_COLUMNS, RawEcg, normalise_age, normalise_sex
+from common.config import ManifestData
+from common.data.readers.base import INDEX_COLUMNS, RawEcg, SexCoding, demographics_columns
 from common.data.readers.wfdb_reader import read_wfdb
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = ("record", "patient_id", "site", "age", "sex", "label")
-RESERVED_COLUMNS: Final[tuple[str, ...]] = ("path", "split", "fs", "padded")
+RESERVED_COLUMNS: Final[tuple[str, ...]] = (
+    "path", "split", "fs", "padded", "fold", "signal_units", "duplicate_of", "reader",
+    "age_unreadable", "sex_unreadable", "label_unreadable", "unreadable",
+)  # fmt: skip
 _TEXT_COLUMNS: Final[tuple[str, ...]] = ("record", "record_id", "patient_id", "site", "sex")
 _KNOWN: Final[frozenset[str]] = frozenset({*REQUIRED_COLUMNS, "record_id", *RESERVED_COLUMNS})
 _EXTENSIONS: Final[tuple[str, ...]] = (".hea", ".dat", ".mat")
@@ -68,8 +77,30 @@ def _label(value: object) -> float:
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
-    """The manifest as written (column names stripped; known names matched case-insensitively)."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    """The manifest as written (column names stripped; known names matched case-insensitively).
+
+    A missing file, a folder, text that is not UTF-8 and a manifest without rows are clear errors.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"manifest {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"manifest {path} is not a file (a CSV with one row per ECG is expected)")
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"manifest {path} is not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"manifest {path} is empty") from None
+    except pd.errors.ParserError as err:
+        raise ValueError(f"manifest {path} is not a readable CSV: {err}") from None
+    if df.empty:
+        raise ValueError(f"manifest {path} lists no records (it has a header line only)")
     renames = {c: c.strip().lower() if c.strip().lower() in _KNOWN else c.strip() for c in df.columns}
     return df.rename(columns=renames)
 
@@ -80,14 +111,15 @@ class ManifestSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: Path
+    sex_codes: SexCoding = ManifestData.model_fields["sex_codes"].default
 
     def describe(self) -> dict[str, Any]:
-        """Kind, path and the manifest's sha256, so an edited manifest is ingested anew."""
+        """Kind, path, the sex coding and the manifest's sha256, so an edited manifest is ingested anew."""
         try:
             digest: str | None = hashlib.sha256(self.path.read_bytes()).hexdigest()
         except OSError:
             digest = None
-        return {"kind": "manifest", "path": str(self.path), "sha256": digest}
+        return {"kind": "manifest", "path": str(self.path), "sex_codes": self.sex_codes, "sha256": digest}
 
     def index(self) -> pd.DataFrame:
         """One row per manifest row: :data:`~common.data.readers.base.INDEX_COLUMNS`, then the extra columns."""
@@ -125,17 +157,29 @@ class ManifestSource(BaseModel):
                 file,
                 int(no_patient.sum()),
             )
+        numeric_sex = df["sex"].str.fullmatch(r"\d+(\.0)?")
+        if self.sex_codes == "letters" and numeric_sex.any():
+            codes = sorted(set(df.loc[numeric_sex, "sex"]))[:10]
+            raise ValueError(
+                f"manifest {file}: column 'sex' holds numeric codes {codes} on line(s) {_rows(df, numeric_sex)}; "
+                "a 1 is a man under ISO 5218 and a woman under PTB-XL's coding: say which with "
+                "--set data.sex-codes=iso5218 (1 male, 2 female) or --set data.sex-codes=ptbxl (0 male, 1 female)"
+            )
         base = file.parent
+        demo = demographics_columns(df["age"].tolist(), df["sex"].tolist(), coding=self.sex_codes)
         index = pd.DataFrame(
             {
                 "record_id": record_id,
                 "patient_id": df["patient_id"].where(~no_patient, record_id),
                 "site": df["site"],
-                "age": df["age"].map(normalise_age).astype(np.float64),
-                "sex": df["sex"].map(normalise_sex),
+                "age": np.asarray(demo["age"], dtype=np.float64),
+                "sex": demo["sex"],
                 "label": label.astype(np.float64),
                 "path": [str(p if (p := Path(r)).is_absolute() else base / p) for r in record],
-            }
+                "age_unreadable": demo["age_unreadable"],
+                "sex_unreadable": demo["sex_unreadable"],
+            },
+            index=df.index,
         )
         extras = [c for c in df.columns if c not in _KNOWN]
         index = pd.concat([index, _infer(df[extras])], axis=1)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from common.config import PtbxlData
 from common.config import PtbxlLabel as Label
 from common.data.leads import N_LEADS
-from common.data.readers.base import QCReason, RawEcg, RecordError, normalise_age, normalise_sex
+from common.data.readers.base import QCReason, RawEcg, RecordError, demographics_columns
 from common.data.readers.wfdb_reader import read_wfdb
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,20 @@ def ptbxl_table(
     text_columns = ("scp_codes", "infarction_stadium1", "device", "filename_lr", "filename_hr")
     db = pd.read_csv(_metadata_file(root, DATABASE_FILE), dtype=dict.fromkeys(text_columns, str))
     statements = pd.read_csv(_metadata_file(root, STATEMENTS_FILE), index_col=0)
+    demo = demographics_columns(db["age"].tolist(), db["sex"].tolist(), coding="ptbxl", ptbxl=True)
     return pd.DataFrame(
         {
             "record_id": "ptbxl-" + db["ecg_id"].astype(int).astype(str),
             "patient_id": "ptbxl-p" + db["patient_id"].astype(int).astype(str),
             "site": _hospital(db, hospital_column),
-            "age": db["age"].map(normalise_age),
-            "sex": db["sex"].map(normalise_sex),
+            "age": np.asarray(demo["age"], dtype=np.float64),
+            "sex": demo["sex"],
             "label": _labels(db, statements, label, likelihood),
+            "age_unreadable": demo["age_unreadable"],
+            "sex_unreadable": demo["sex_unreadable"],
             "ecg_id": db["ecg_id"].astype(int),
             "strat_fold": db["strat_fold"].astype(int),
+            "fold": db["strat_fold"].astype(int),  # PTB-XL's protocol: the ingest splits by it
             "device": db["device"].fillna("").astype(str).str.strip(),
             "filename_lr": db["filename_lr"].fillna(""),
             "filename_hr": db["filename_hr"].fillna(""),
@@ -154,7 +158,7 @@ class PtbxlFilteredSource(BaseModel):
             raise ValueError(f"{int(missing.sum())} rows of {self.root / 'index.csv'} have no PTB-XL metadata")
         out["path"] = [f"{self.root / 'signals.npy'}#{int(r)}" for r in out["row"]]
         out["reader"] = "ptbxl_filtered"
-        out["units"] = "z-score"
+        out["signal_units"] = "z-score"
         return out.drop(columns=["row", "filename_lr", "filename_hr"]).reset_index(drop=True)
 
     def load(self, row: Mapping[str, Any]) -> RawEcg:
@@ -182,7 +186,7 @@ class PtbxlCombinedSource(BaseModel):
 
     def index(self) -> pd.DataFrame:
         raw, filt = self.raw.index(), self.filtered.index()
-        raw["units"] = "mV"
+        raw["signal_units"] = "mV"
         raw["duplicate_of"] = ""
         filt["duplicate_of"] = np.where(filt["ecg_id"].isin(raw["ecg_id"]), filt["record_id"], "")
         filt.loc[filt["duplicate_of"] != "", "record_id"] += "-filtered"
