@@ -22,10 +22,18 @@ from common.data.readers.base import (
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("AVR", "aVR"), ("avl", "aVL"), ("aVF", "aVF"), ("MLII", "II"), (" v1 ", "V1"), ("DIII", "III"), ("X", None)],
-)
+    [("AVR", "aVR"), ("avl", "aVL"), ("aVF", "aVF"), ("MLII", "II"), (" v1 ", "V1"), ("DIII", "III"), ("X", None),
+     ("Lead V1", "V1"), ("LEAD_aVF", "aVF"), ("-aVR", None), ("LEAD", None)],
+)  # fmt: skip
 def test_lead_names_are_normalised(name: str, expected: str | None) -> None:
     assert canonical_lead(name) == expected
+
+
+def test_an_inverted_lead_is_named_as_such() -> None:
+    from common.data.readers.base import lead_of_channel
+
+    assert lead_of_channel("-aVR") == ("aVR", True) and lead_of_channel("aVR") == ("aVR", False)
+    assert lead_of_channel("-lead II") == ("II", True)
 
 
 def test_units_convert_to_mv() -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from common.config import CohortConfig
 from common.data.splits import patient_split, patient_table
@@ -90,3 +92,10 @@ def test_protocol_folds() -> None:
     for fold, held_out in zip(loho, "abc", strict=True):
         assert held_out not in fold.train_sites and set(fold.test_sites) == {held_out}
         assert fold.test_sites[held_out] == ("train", "val", "test")
+
+
+def test_a_fold_outside_ptbxls_ten_is_named_as_a_plain_number() -> None:
+    from common.data.splits import fold_split
+
+    with pytest.raises(ValueError, match=r"PTB-XL folds must be 1-10, got \[0, 11\]$"):
+        fold_split(pd.Series(np.array([0, 3, 11], dtype=np.int64)))

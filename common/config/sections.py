@@ -122,7 +122,7 @@ class CohortConfig(Frozen):
     At the default 0.5 a simple ST-level feature model lands well between chance and perfection.
     """
 
-    seed: int = Field(0, description="seeds the generator and the cohort's splits")
+    seed: int = Field(0, ge=0, description="seeds the generator and the cohort's splits")
     n_sites: int = Field(3, ge=2, description="hospitals")
     n_ecgs: int = Field(4000, ge=20, description="ECGs over all hospitals")
     difficulty: float = Field(0.5, ge=0.0, le=1.0, description="0 (easy) to 1 (hard)")
@@ -179,13 +179,19 @@ class PreprocessConfig(Frozen):
 
     target_fs: SamplingRate = Field(100, description="the store's sampling rate in Hz")
     bandpass_hz: tuple[float, float] | None = Field((0.5, 40.0), description="band-pass edges in Hz; None for off")
-    notch_hz: float | None = Field(None, description="mains notch, e.g. 50 or 60; None for off")
+    notch_hz: float | None = Field(None, gt=0, description="mains notch, e.g. 50 or 60; None for off")
     length_s: float = Field(10.0, gt=0, description="records are centre-cropped or zero-padded to this length")
     normalise: Literal["none", "per_record", "site_train"] = Field(
         "none",
         description="per-lead standardisation: none (keep mV), per record, or with statistics fitted on each "
         "site's training split only (applied when the split is loaded)",
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> PreprocessConfig:
+        if self.bandpass_hz is not None and not 0 < self.bandpass_hz[0] < self.bandpass_hz[1]:
+            raise ValueError(f"bandpass_hz must be (low, high) with 0 < low < high, got {self.bandpass_hz}")
+        return self
 
 
 class QCConfig(Frozen):
@@ -217,7 +223,7 @@ class IngestConfig(Frozen):
     split_fractions: tuple[float, float, float] = Field(
         (0.7, 0.15, 0.15), description="train, validation and test shares where the source has no folds"
     )
-    seed: int = Field(0, description="seeds the patient-disjoint splits")
+    seed: int = Field(0, ge=0, description="seeds the patient-disjoint splits")
 
 
 class SyntheticData(Frozen):
@@ -283,7 +289,7 @@ class TrainConfig(Frozen):
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate at the start of the cosine schedule")
     weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
     target_fs: SamplingRate = Field(100, description="sampling rate the model reads, in Hz")
-    seed: int = Field(0, description="seeds initialisation and batch order")
+    seed: int = Field(0, ge=0, description="seeds initialisation and batch order")
     num_threads: int = Field(2, ge=1, description="torch intra-op threads of a centralised arm")
     loss: Literal["bce", "focal"] = Field("bce", description="class-weighted BCE or focal loss")
     pos_weight: Literal["auto", "none"] = Field("auto", description="auto: weight positives by negatives/positives")

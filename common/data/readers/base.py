@@ -128,7 +128,8 @@ def lead_of_channel(name: str) -> tuple[str | None, bool]:
     text = str(name).strip()
     inverted = text.startswith("-")
     key = re.sub(r"[\s_\-]", "", text.lstrip("-+")).upper()
-    return _LEAD_ALIASES.get(key), inverted
+    lead = _LEAD_ALIASES.get(key) or _LEAD_ALIASES.get(key.removeprefix("LEAD"))  # "Lead V1", "LEAD_aVF"
+    return lead, inverted
 
 
 def unit_scale_to_mv(unit: str) -> float:
