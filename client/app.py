@@ -7,6 +7,7 @@ histograms and confusion counts, never a per-record score or label.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -16,6 +17,7 @@ from common.config import AppConfig
 from common.federation import protocol as P
 from common.federation.hospital import (
     app_config,
+    claimed_hospital,
     hospital_of,
     hospital_split,
     local_evaluate,
@@ -25,6 +27,8 @@ from common.federation.hospital import (
 )
 
 MetricValue = int | float | list[int] | list[float]
+FAULT_ENV = "FEDAMI_INJECT_FAULT"
+"""Fault injection for deployment tests: ``nan-weights`` makes this node's training replies carry NaN weights."""
 
 
 def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = None) -> ClientApp:
@@ -53,12 +57,21 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
             P.TRAIN_LOSS: res.train_loss,
             P.SITE_INDEX: hospital.index,
         }
+        state = res.state
+        if os.environ.get(FAULT_ENV) == "nan-weights":
+            state = {k: v.float() * float("nan") if v.is_floating_point() else v for k, v in state.items()}
         content: dict[str, ArrayRecord | MetricRecord | ConfigRecord] = {
-            P.ARRAYS: ArrayRecord(res.state),
+            P.ARRAYS: ArrayRecord(state),
             P.METRICS: MetricRecord(metrics),
             P.CONFIG: ConfigRecord({P.TRAINED_WITH: res.trained_with.model_dump_json()}),
         }
         return Message(RecordDict(content), reply_to=msg)
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        """Which hospital this node holds: the server maps hospitals to nodes by it."""
+        hospital = claimed_hospital(settings(context), context.node_config)
+        return Message(RecordDict({P.CONFIG: ConfigRecord({P.HOSPITAL: hospital})}), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:

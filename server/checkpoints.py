@@ -95,6 +95,9 @@ class RoundTracker:
     """Per hospital, what it reported training with in each round (``trained_with.json``)."""
     expect: Callable[[int, int], dict[str, Any]] | None = None
     """What hospital ``i`` must train with in round ``r`` (the server's plan); a reply that differs stops the run."""
+    events: Sequence[Any] = ()
+    """The grid's record of lost hospitals and rejected replies (:class:`server.roster.RoundEvents`), in order."""
+    _events_seen: int = 0
     _round: dict[str, Any] = field(default_factory=dict)
     _val: H.ScoreHistogram | None = None
     _mark: float = field(default_factory=time.perf_counter)
@@ -169,6 +172,17 @@ class RoundTracker:
             return None
         global_round = server_round + self.offset
         entry = {"round": global_round, **self._round}
+        lost: dict[str, str] = {}
+        rejected: dict[str, str] = {}
+        for event in self.events[self._events_seen :]:
+            lost.update({f"{event.kind}:{k}": v for k, v in event.lost.items()})
+            rejected.update({f"{event.kind}:{k}": v for k, v in event.rejected.items()})
+        self._events_seen = len(self.events)
+        if lost or rejected:
+            entry.update({"lost": lost, "rejected": rejected})
+        away = [h for h in self.hospitals if h not in entry.get("trained", {})]
+        if away:
+            entry["did_not_train"] = away  # lost, rejected, or not connected when the round was sampled
         self.history.append(entry)
         auc = entry.get("val", {}).get(O.ALL_SITES, {}).get("auroc")
         improved = auc is not None and (self.best_auroc is None or auc > self.best_auroc)

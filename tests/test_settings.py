@@ -14,7 +14,6 @@ from common.config import AppConfig, PrepareConfig, PtbxlData, RunConfig, StudyC
 from common.config import flat as F
 from common.config import options as O
 from common.federation.hospital import app_config
-from server.app import wait_for_hospitals
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,8 +27,8 @@ CHANGED: dict[str, F.FlatValue] = {
     "train.progress": True, "federated.strategy": "fedavgm", "federated.rounds": 7, "federated.local-epochs": 2,
     "federated.local-batch-size": 16, "federated.hospital-threads": 2, "federated.proximal-mu": 0.1,
     "federated.server-lr": 2.0, "federated.server-momentum": 0.5, "federated.trim-beta": 0.3,
-    "federated.krum-malicious": 1, "federated.hospital-wait-s": 30.0, "output.dir": "/srv/out",
-    "output.resume": "/srv/out-old",
+    "federated.krum-malicious": 1, "federated.hospital-wait-s": 30.0, "federated.min-hospitals": 2,
+    "output.dir": "/srv/out", "output.resume": "/srv/out-old",
 }  # fmt: skip
 """Every flat key of AppConfig at a value other than its default (``cohort.sites``: see its own test)."""
 
@@ -199,17 +198,3 @@ def test_help_shows_the_typed_default() -> None:
     text = _parsers()["run"].format_help()
 
     assert f"(default: {DEFAULT_ROUNDS})" in " ".join(text.split())
-
-
-class _Grid:
-    def __init__(self, nodes: list[int]) -> None:
-        self.nodes = nodes
-
-    def get_node_ids(self) -> list[int]:
-        return self.nodes
-
-
-def test_server_fails_clearly_when_hospitals_are_missing() -> None:
-    assert wait_for_hospitals(_Grid([4, 5, 6]), 3, timeout_s=0) == [4, 5, 6]  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="2 of 3 hospitals connected"):
-        wait_for_hospitals(_Grid([4, 5]), 3, timeout_s=0)  # type: ignore[arg-type]

@@ -17,6 +17,22 @@ def default_data_dir() -> Path:
     return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "fedami"
 
 
+def server_out_dir() -> Path:
+    """A deployed ServerApp's default output folder: ``federated-<time>`` under ``$FEDAMI_RUNS_DIR``, else
+    ``~/fedami/runs``: never relative to the working folder of the process that runs it."""
+    env = os.environ.get(RUNS_DIR_ENV)
+    return _unique((Path(env).expanduser() if env else Path.home() / "fedami" / "runs").resolve(), "federated")
+
+
+def _unique(root: Path, kind: str) -> Path:
+    stamp = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, n = root / stamp, 1
+    while out.exists():  # two runs started in the same second
+        n += 1
+        out = root / f"{stamp}-{n}"
+    return out
+
+
 def default_out_dir(kind: str = "run") -> Path:
     """A new folder per run, so nothing is overwritten: ``<runs>/<kind>-<timestamp>``.
 
@@ -24,10 +40,4 @@ def default_out_dir(kind: str = "run") -> Path:
     made absolute at once (the command prints it).
     """
     env = os.environ.get(RUNS_DIR_ENV)
-    root = (Path(env).expanduser() if env else Path.cwd() / "runs").resolve()
-    stamp = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out, n = root / stamp, 1
-    while out.exists():  # two runs started in the same second
-        n += 1
-        out = root / f"{stamp}-{n}"
-    return out
+    return _unique((Path(env).expanduser() if env else Path.cwd() / "runs").resolve(), kind)

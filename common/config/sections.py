@@ -325,7 +325,14 @@ class FederatedConfig(Frozen):
     server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM")
     trim_beta: float = Field(0.2, ge=0, lt=0.5, description="FedTrimmedAvg: fraction cut at each end")
     krum_malicious: int = Field(0, ge=0, description="Krum: nodes assumed malicious")
-    hospital_wait_s: float = Field(120.0, gt=0, description="how long the server waits for every hospital to connect")
+    hospital_wait_s: float = Field(
+        120.0, gt=0, description="how long the server waits for hospitals to connect (before round 1, and after a loss)"
+    )
+    min_hospitals: int | None = Field(
+        None,
+        ge=1,
+        description="the fewest hospitals a round may go on with after losing some (None: every training hospital)",
+    )
 
     @property
     def passes(self) -> int:
@@ -360,12 +367,35 @@ class StoresConfig(Frozen):
     )
     hospitals: tuple[str, ...] = Field((), description="training hospitals in order (default: the cohort's)")
 
+    @model_validator(mode="after")
+    def _absolute(self) -> StoresConfig:
+        for name in ("dir", "stores"):
+            path = getattr(self, name)
+            if path is not None and not path.is_absolute():
+                raise ValueError(f"data.{name} = {str(path)!r} is relative: give an absolute path (nodes run apart)")
+        return self
+
 
 class OutputConfig(Frozen):
-    """Where the server writes checkpoints and results, and what it resumes from."""
+    """Where the server writes checkpoints and results, and what it resumes from (absolute paths)."""
 
-    dir: Path | None = Field(None, description="the federated run's output folder (None: nothing is written)")
+    dir: Path | None = Field(
+        None,
+        description="the federated run's output folder (default: federated-<time> under $FEDAMI_RUNS_DIR, "
+        "else ~/fedami/runs, on the machine that runs the ServerApp)",
+    )
     resume: Path | None = Field(None, description="a federated output folder to continue from its last round")
+
+    @model_validator(mode="after")
+    def _absolute(self) -> OutputConfig:
+        for name in ("dir", "resume"):
+            path = getattr(self, name)
+            if path is not None and not path.is_absolute():
+                raise ValueError(
+                    f"output.{name} = {str(path)!r} is relative: it would resolve against the working folder of "
+                    "whatever runs the ServerApp (a SuperLink's); give an absolute path"
+                )
+        return self
 
 
 class AppConfig(Frozen):

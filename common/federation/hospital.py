@@ -100,6 +100,19 @@ def hospital_of(cfg: AppConfig, node_config: Mapping[str, object]) -> Hospital:
     return Hospital(idx, names[idx], stores_folder(cfg, node_config) / names[idx])
 
 
+def claimed_hospital(cfg: AppConfig, node_config: Mapping[str, object]) -> str:
+    """The hospital a node says it holds, unchecked (the server checks it against the run's hospitals).
+
+    A deployed node's ``site`` as written (a name, or an index into the run's hospitals); a
+    simulated node's ``partition-id``-th training hospital.
+    """
+    if P.NODE_SITE in node_config:
+        value = str(node_config[P.NODE_SITE])
+        names = hospitals(cfg)
+        return names[int(value)] if value.isdigit() and int(value) < len(names) else value
+    return hospital_of(cfg, node_config).name
+
+
 def prepare_hint(cfg: AppConfig, hospital: Hospital) -> str:
     """The command that prepares the data a node is missing."""
     if cfg.data.stores is not None:

@@ -15,6 +15,8 @@ MESSAGES: Final[str] = "messages.json"
 TIMING: Final[str] = "timing.json"
 TRAINED_WITH: Final[str] = "trained_with.json"
 APP_CONFIG: Final[str] = "app_config.json"
+STOPPED: Final[str] = "stopped.json"
+"""Written when a run stops before its end: why, and the last round checkpointed."""
 
 
 @dataclass(frozen=True)

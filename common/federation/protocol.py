@@ -23,6 +23,8 @@ TP: Final[str] = "tp"
 FP: Final[str] = "fp"
 TN: Final[str] = "tn"
 FN: Final[str] = "fn"
+HOSPITAL: Final[str] = "hospital"
+"""Config key of a query reply: the hospital the node holds (as its node config names it)."""
 TRAINED_WITH: Final[str] = "trained-with"
 """Config key of a training reply: JSON of the settings the hospital actually trained with."""
 # Config keys the server sends.

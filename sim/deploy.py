@@ -1,0 +1,287 @@
+"""``fedami deploy``: the keys, registrations and launches of a real per-hospital deployment.
+
+    fedami deploy keys --hospitals hospital_a,hospital_b,hospital_c --san superlink --out secrets/
+        a CA, the SuperLink's TLS certificate (with the SANs given) and one ECDSA key pair per hospital
+    fedami deploy connect --superlink superlink.example.org:8000 --ca secrets/ca.crt
+        the coordinator's connection in $FLWR_HOME/config.toml (``[superlink.fedami]``)
+    fedami deploy register --keys secrets/ --hospitals hospital_a,hospital_b,hospital_c
+        registers each hospital's public key under its name (SuperNode authentication)
+    fedami deploy run --set federated.rounds=15 [--resume OUT]
+        submits the run, streams its log, and exits 0 only if the run completed (``flwr run --stream``
+        exits 0 even when the ServerApp fails; this reads the run's status from the SuperLink)
+
+The run's settings are checked here, before anything is submitted. ``--resume`` continues a run
+that stopped (a SuperLink or ServerApp killed, hospitals lost below ``federated.min-hospitals``)
+from its last checkpoint; it ends with the run's full global round count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python sim/deploy.py` from a checkout puts sim/ first on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+APP_DIR = Path(__file__).resolve().parents[1]
+"""The Flower app's folder (``pyproject.toml`` with ``[tool.flwr.app]``): this checkout, or the image's copy."""
+CONNECTION = "fedami"
+FINISHED = "finished:"
+COMPLETED = "finished:completed"
+
+
+def _flwr_home() -> Path:
+    return Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr")).expanduser()
+
+
+# ------------------------------------------------------------------------------------------------------ keys
+
+
+def make_keys(hospitals: Sequence[str], sans: Sequence[str], out: Path, days: int = 825) -> dict[str, Path]:
+    """A CA, the SuperLink's certificate and key, and an ECDSA P-384 key pair per hospital (OpenSSH format).
+
+    Nothing is overwritten: an existing file is an error, so a key already registered is never replaced.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    files = {"ca.crt", "ca.key", "superlink.crt", "superlink.key"} | {
+        f"{h}{s}" for h in hospitals for s in (".key", ".pub")
+    }
+    clash = sorted(f for f in files if (out / f).exists())
+    if clash:
+        raise FileExistsError(f"{out} already holds {clash}: keys are never overwritten (choose another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    until = now + datetime.timedelta(days=days)
+
+    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def write(name: str, data: bytes, private: bool = False) -> Path:
+        path = out / name
+        path.write_bytes(data)
+        path.chmod(0o600 if private else 0o644)
+        return path
+
+    ca_key = ec.generate_private_key(ec.SECP384R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedami CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA384())
+    )  # fmt: skip
+    names: list[x509.GeneralName] = []
+    for san in sans:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(san)))
+        except ValueError:
+            names.append(x509.DNSName(san))
+    link_key = ec.generate_private_key(ec.SECP384R1())
+    link = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])]))
+        .issuer_name(ca_name).public_key(link_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(until)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA384())
+    )  # fmt: skip
+    written = {
+        "ca.crt": write("ca.crt", ca.public_bytes(serialization.Encoding.PEM)),
+        "ca.key": write("ca.key", pem_key(ca_key), private=True),
+        "superlink.crt": write("superlink.crt", link.public_bytes(serialization.Encoding.PEM)),
+        "superlink.key": write("superlink.key", pem_key(link_key), private=True),
+    }
+    for hospital in hospitals:
+        key = ec.generate_private_key(ec.SECP384R1())
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        written[f"{hospital}.key"] = write(f"{hospital}.key", private, private=True)
+        written[f"{hospital}.pub"] = write(f"{hospital}.pub", public + f" {hospital}\n".encode())
+    return written
+
+
+# -------------------------------------------------------------------------------------------------- connect
+
+
+def write_connection(name: str, superlink: str, ca: Path | None, home: Path | None = None) -> Path:
+    """Add (or replace) ``[superlink.<name>]`` in ``$FLWR_HOME/config.toml``, keeping every other entry."""
+    home = home or _flwr_home()
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "config.toml"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    kept, skipping = [], False
+    for line in lines:
+        if line.strip().startswith("["):
+            skipping = line.strip() == f"[superlink.{name}]"
+        if not skipping:
+            kept.append(line)
+    if not any(line.strip() == "[superlink]" for line in kept):
+        kept = ["[superlink]", f'default = "{name}"', "", *kept]
+    entry = [f"[superlink.{name}]", f'address = "{superlink}"']
+    entry.append(f'root-certificates = "{ca.resolve()}"' if ca is not None else "insecure = true")
+    path.write_text("\n".join([*kept, "", *entry]).strip() + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ the flwr CLI
+
+
+def flwr(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The ``flwr`` command beside this interpreter (the same environment), telemetry off."""
+    exe = Path(sys.executable).with_name("flwr")
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+    proc = subprocess.run([str(exe if exe.exists() else "flwr"), *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"flwr {' '.join(args[:2])} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
+    return proc
+
+
+def register(keys: Path, hospitals: Sequence[str], connection: str) -> None:
+    for hospital in hospitals:
+        pub = keys / f"{hospital}.pub"
+        if not pub.is_file():
+            raise FileNotFoundError(f"no public key {pub}: make the keys with `fedami deploy keys` first")
+        flwr("supernode", "register", str(pub), connection, "--name", hospital)
+        print(f"registered {hospital}")
+
+
+def run_status(run_id: str, connection: str) -> dict[str, object]:
+    listing = json.loads(flwr("ls", connection, "--run-id", run_id, "--format", "json").stdout)
+    runs = [r for r in listing.get("runs", []) if str(r.get("run-id")) == run_id]
+    if not runs:
+        raise RuntimeError(f"the SuperLink knows no run {run_id}")
+    run: dict[str, object] = runs[0]
+    return run
+
+
+def submit(overrides: dict[str, object], connection: str, app: Path) -> str:
+    """Submit a run with the flat overrides (checked against the typed settings first); returns its id."""
+    from common.config import AppConfig
+    from common.config import flat as F
+
+    F.parse(AppConfig, overrides)  # an unknown key or a bad value is an error here, before any submission
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(F.toml_table({k: v for k, v in overrides.items()}))  # type: ignore[misc]
+        config = f.name
+    try:
+        proc = flwr("run", str(app), connection, "--run-config", config, "--format", "json")
+    finally:
+        os.unlink(config)
+    reply = json.loads(proc.stdout)
+    if not reply.get("success", False):
+        raise RuntimeError(f"the SuperLink refused the run: {reply}")
+    return str(reply["run-id"])
+
+
+def follow(run_id: str, connection: str, *, poll_s: float = 3.0, timeout_s: float | None = None) -> dict[str, object]:
+    """Stream the run's log until it finishes; returns its final status entry."""
+    exe = Path(sys.executable).with_name("flwr")
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+    streamer = subprocess.Popen([str(exe if exe.exists() else "flwr"), "log", run_id, connection, "--stream"], env=env)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        while True:
+            status = run_status(run_id, connection)
+            if str(status.get("status", "")).startswith(FINISHED):
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                flwr("stop", run_id, connection, check=False)
+                raise TimeoutError(f"run {run_id} did not finish within {timeout_s:.0f} s: stopped")
+            time.sleep(poll_s)
+    finally:
+        streamer.terminate()
+        try:
+            streamer.wait(5)
+        except subprocess.TimeoutExpired:
+            streamer.kill()
+
+
+# ------------------------------------------------------------------------------------------------------ main
+
+
+def _hospitals(text: str) -> list[str]:
+    names = [h.strip() for h in text.split(",") if h.strip()]
+    if not names:
+        raise SystemExit("error: --hospitals names no hospital")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fedami deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    keys = sub.add_parser("keys", help="a CA, the SuperLink's certificate and one key pair per hospital")
+    keys.add_argument("--hospitals", required=True, help="comma-separated hospital names")
+    keys.add_argument("--san", action="append", default=None, help="a DNS name or IP of the SuperLink (repeatable)")
+    keys.add_argument("--out", type=Path, required=True)
+    con = sub.add_parser("connect", help="the coordinator's connection to the SuperLink")
+    con.add_argument("--superlink", required=True, help="host:port of the SuperLink")
+    con.add_argument("--ca", type=Path, default=None, help="the CA certificate (omit with --insecure)")
+    con.add_argument("--insecure", action="store_true", help="no TLS: tests on one machine only")
+    con.add_argument("--name", default=CONNECTION)
+    reg = sub.add_parser("register", help="register each hospital's public key under its name")
+    reg.add_argument("--keys", type=Path, required=True)
+    reg.add_argument("--hospitals", required=True)
+    reg.add_argument("--connection", default=CONNECTION)
+    run = sub.add_parser("run", help="submit a run, stream it, exit with its real status")
+    run.add_argument("--connection", default=CONNECTION)
+    run.add_argument(
+        "--set", dest="set_", action="append", metavar="KEY=VALUE", help="a run-config setting (repeatable)"
+    )
+    run.add_argument("--resume", type=Path, default=None, help="continue the run saved in this output folder")
+    run.add_argument("--app", type=Path, default=APP_DIR, help="the Flower app's folder (default: this installation's)")
+    run.add_argument("--timeout", type=float, default=None, help="stop the run after this many seconds")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from common.config import options as O
+
+    try:
+        if args.command == "keys":
+            written = make_keys(_hospitals(args.hospitals), args.san or ["localhost", "127.0.0.1"], args.out)
+            for name, path in written.items():
+                print(f"{name:<24} {path}")
+            print("keep ca.key and each <hospital>.key secret: a hospital gets only its own .key")
+        elif args.command == "connect":
+            if (args.ca is None) != args.insecure:
+                raise O.SettingsError("give --ca CA.crt, or --insecure for a test on one machine")
+            print(f"wrote [superlink.{args.name}] into {write_connection(args.name, args.superlink, args.ca)}")
+        elif args.command == "register":
+            register(args.keys, _hospitals(args.hospitals), args.connection)
+        else:
+            overrides: dict[str, object] = dict(O.assignments(args.set_))
+            if args.resume is not None:
+                overrides["output.resume"] = str(args.resume.expanduser().resolve())
+            run_id = submit(overrides, args.connection, args.app)
+            print(f"run {run_id} submitted to {args.connection}")
+            status = follow(run_id, args.connection, timeout_s=args.timeout)
+            print(f"run {run_id}: {status.get('status')} {status.get('status-details') or ''}".rstrip())
+            return 0 if status.get("status") == COMPLETED else 1
+    except (O.SettingsError, ValueError, FileNotFoundError, FileExistsError, RuntimeError, TimeoutError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

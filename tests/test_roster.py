@@ -1,0 +1,230 @@
+"""The server's fault policy with a hand-built grid: who is who, losses, reconnections, malformed replies."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, Metadata, MetricRecord, RecordDict
+
+from common.federation import histograms as H
+from common.federation import protocol as P
+from server.roster import HospitalGrid, HospitalsError
+
+pytestmark = pytest.mark.usefixtures("as_server_task")  # tests build instruction messages
+
+HOSPITALS = ("hospital_a", "hospital_b", "hospital_c")
+Answer = Callable[[Message, str], Message | None]
+
+
+def _weights(value: float = 0.0, shape: tuple[int, ...] = (2, 3)) -> ArrayRecord:
+    return ArrayRecord({"w": Array(np.full(shape, value, dtype=np.float32))})
+
+
+def honest(msg: Message, hospital: str) -> Message:
+    """What a well-behaved node answers."""
+    site = HOSPITALS.index(hospital) if hospital in HOSPITALS else 99
+    kind = msg.metadata.message_type
+    if kind == MessageType.QUERY:
+        return Message(RecordDict({P.CONFIG: ConfigRecord({P.HOSPITAL: hospital})}), reply_to=msg)
+    if kind == MessageType.TRAIN:
+        metrics = MetricRecord({P.NUM_EXAMPLES: 10, P.TRAIN_LOSS: 0.5, P.SITE_INDEX: site})
+        return Message(RecordDict({P.ARRAYS: _weights(1.0), P.METRICS: metrics}), reply_to=msg)
+    pos, neg = [0] * H.N_BINS, [0] * H.N_BINS
+    pos[-1], neg[0] = 2, 8
+    metrics = MetricRecord({P.NUM_EXAMPLES: 10, P.SITE_INDEX: site, P.POS_HIST: pos, P.NEG_HIST: neg})
+    return Message(RecordDict({P.METRICS: metrics}), reply_to=msg)
+
+
+class FakeGrid:
+    """Nodes that hold hospitals; ``answer`` decides each node's reply (None: no reply, an error instead)."""
+
+    def __init__(self, holds: dict[int, str], answer: dict[int, Answer] | None = None) -> None:
+        self.holds = dict(holds)
+        self.answer = answer or {}
+        self.online = set(holds)
+        self._outbox: dict[str, Message] = {}
+        self._count = 0
+        self.asked: list[tuple[str, int]] = []
+
+    def get_node_ids(self) -> list[int]:
+        return sorted(self.online)
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for m in messages:
+            node, kind = m.metadata.dst_node_id, m.metadata.message_type
+            self.asked.append((kind, node))
+            reply = self.answer.get(node, honest)(m, self.holds[node]) if node in self.online else None
+            self._count += 1
+            mid = f"m{self._count}"
+            meta = Metadata(
+                run_id=1, message_id=f"r{self._count}", src_node_id=node, dst_node_id=0, reply_to_message_id=mid,
+                group_id="", created_at=time.time(), ttl=60, message_type=kind,
+            )  # fmt: skip
+            if reply is None:
+                self._outbox[mid] = Message(error=Error(5, "Error: Node Unavailable"), metadata=meta)
+            else:
+                self._outbox[mid] = Message(reply.content, metadata=meta)
+            ids.append(mid)
+        return ids[::-1]  # replies arrive in any order
+
+    def pull_messages(self, ids: Iterable[str]) -> list[Message]:
+        return [self._outbox.pop(i) for i in list(ids) if i in self._outbox]
+
+
+def _grid(grid: FakeGrid, min_hospitals: int = 3, wait_s: float = 0.0) -> HospitalGrid:
+    return HospitalGrid(grid, HOSPITALS, min_hospitals=min_hospitals, wait_s=wait_s, poll_s=0.0, sleep=lambda _: None)  # type: ignore[arg-type]
+
+
+def _train(hg: HospitalGrid) -> list[Message]:
+    content = RecordDict({P.ARRAYS: _weights(), P.CONFIG: ConfigRecord({P.SERVER_ROUND: 1})})
+    messages = [Message(content=content, dst_node_id=n, message_type=MessageType.TRAIN) for n in hg.get_node_ids()]
+    return hg.send_and_receive(messages)
+
+
+def test_hospitals_are_found_by_name_and_replies_come_back_in_hospital_order() -> None:
+    hg = _grid(FakeGrid({31: "hospital_c", 7: "hospital_a", 19: "hospital_b"}))
+
+    hg.wait_for_all()
+    replies = _train(hg)
+
+    assert hg.node_of == {"hospital_a": 7, "hospital_b": 19, "hospital_c": 31}
+    assert [r.metadata.src_node_id for r in replies] == [7, 19, 31]
+
+
+@pytest.mark.parametrize(
+    ("holds", "message"),
+    [
+        ({1: "hospital_a", 2: "hospital_a", 3: "hospital_b"}, r"more than one node: hospital_a \(nodes \[1, 2\]\)"),
+        ({1: "hospital_a", 2: "hospital_b", 3: "hospital_z"}, r"missing: \['hospital_c'\].*not in this run: \['hos"),
+        ({1: "hospital_a", 2: "hospital_b"}, r"not every training hospital connected within 0 s.*missing: \['hos"),
+    ],
+)  # fmt: skip
+def test_before_round_one_every_hospital_is_there_exactly_once(holds: dict[int, str], message: str) -> None:
+    hg = _grid(FakeGrid(holds))
+
+    with pytest.raises(HospitalsError, match=message):
+        hg.wait_for_all()
+
+
+def test_a_lost_hospital_leaves_the_round_while_the_minimum_remains() -> None:
+    fake = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"})
+    hg = _grid(fake, min_hospitals=2)
+    hg.wait_for_all()
+    messages = [Message(content=RecordDict({P.ARRAYS: _weights()}), dst_node_id=n, message_type=MessageType.TRAIN)
+                for n in hg.get_node_ids()]  # fmt: skip
+    fake.online.discard(2)  # hospital_b dies after the messages were addressed
+
+    replies = hg.send_and_receive(messages)
+
+    assert [r.has_error() for r in replies] == [False, True, False]
+    assert hg.events[-1].lost == {"hospital_b": "Error: Node Unavailable"}
+    assert hg.get_node_ids() == [1, 3]  # the next round samples the two that are left
+    fake.online.discard(3)
+    with pytest.raises(HospitalsError, match=r"1 training hospitals connected for 0 s, fewer than min-hospitals = 2"):
+        hg.get_node_ids()
+
+
+def test_below_the_minimum_the_round_stops_with_an_error_naming_the_losses() -> None:
+    fake = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"})
+    hg = _grid(fake, min_hospitals=2)
+    hg.wait_for_all()
+    fake.answer = {2: lambda m, h: None, 3: lambda m, h: None}
+
+    with pytest.raises(HospitalsError, match=r"only 1 of 3 hospitals answered the train round.*hospital_b"):
+        _train(hg)
+
+
+def test_a_hospital_that_reconnects_under_a_new_node_id_is_taken_back_by_name() -> None:
+    fake = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"})
+    hg = _grid(fake)
+    hg.wait_for_all()
+
+    fake.online.discard(2)
+    fake.holds[9] = "hospital_b"
+    fake.online.add(9)
+
+    assert hg.get_node_ids() == [1, 9, 3] and hg.node_of["hospital_b"] == 9
+    assert not hg.duplicates
+
+
+def bad(change: Callable[[Message], None]) -> Answer:
+    def answer(msg: Message, hospital: str) -> Message:
+        reply = honest(msg, hospital)
+        if msg.metadata.message_type != MessageType.QUERY:
+            change(reply)
+        return reply
+
+    return answer
+
+
+def _nan(reply: Message) -> None:
+    reply.content.array_records[P.ARRAYS] = _weights(float("nan"))
+
+
+def _shape(reply: Message) -> None:
+    reply.content.array_records[P.ARRAYS] = _weights(1.0, (3, 2))
+
+
+def _names(reply: Message) -> None:
+    reply.content.array_records[P.ARRAYS] = ArrayRecord({"v": Array(np.ones((2, 3), np.float32))})
+
+
+def _no_loss(reply: Message) -> None:
+    reply.content.metric_records[P.METRICS] = MetricRecord({P.NUM_EXAMPLES: 10, P.SITE_INDEX: 1})
+
+
+def _inf_loss(reply: Message) -> None:
+    reply.content.metric_records[P.METRICS][P.TRAIN_LOSS] = float("inf")
+
+
+def _impostor(reply: Message) -> None:
+    reply.content.metric_records[P.METRICS][P.SITE_INDEX] = 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_nan, r"NaN or infinite weights in \['w'\]"),
+        (_shape, r"weights of other shapes: \['w'\]"),
+        (_names, r"weights for other parameters"),
+        (_no_loss, r"bad metrics"),
+        (_inf_loss, r"training loss inf"),
+        (_impostor, r"it says it holds hospital #0, but its node holds #1"),
+    ],
+)
+def test_a_malformed_training_reply_is_rejected_with_its_reason(change: Callable[[Message], None], reason: str) -> None:
+    hg = _grid(FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"}, answer={2: bad(change)}), min_hospitals=2)
+    hg.wait_for_all()
+
+    replies = _train(hg)
+
+    assert [r.metadata.src_node_id for r in replies] == [1, 3]  # hospital_b's reply never reaches aggregation
+    assert list(hg.events[-1].rejected) == ["hospital_b"]
+    assert re.search(reason, hg.events[-1].rejected["hospital_b"])
+
+
+def test_malformed_evaluation_histograms_are_rejected() -> None:
+    def short(reply: Message) -> None:
+        reply.content.metric_records[P.METRICS][P.POS_HIST] = [1, 2]
+
+    def miscounted(reply: Message) -> None:
+        reply.content.metric_records[P.METRICS][P.NUM_EXAMPLES] = 11
+
+    fake = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"}, answer={2: bad(short), 3: bad(miscounted)})
+    hg = _grid(fake, min_hospitals=1)
+    hg.wait_for_all()
+    messages = [Message(RecordDict({P.CONFIG: ConfigRecord({})}), dst_node_id=n, message_type=MessageType.EVALUATE)
+                for n in hg.get_node_ids()]  # fmt: skip
+
+    replies = hg.send_and_receive(messages)
+
+    assert [r.metadata.src_node_id for r in replies] == [1]
+    assert hg.events[-1].rejected == {
+        "hospital_b": "score histograms of the wrong length",
+        "hospital_c": "score histograms that do not count its 11 ECGs",
+    }
