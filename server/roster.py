@@ -94,6 +94,7 @@ class HospitalGrid:
         self.node_of: dict[str, int] = {}
         self.claims: dict[int, str] = {}
         """Every node asked, and the hospital it named (``""`` when it did not answer)."""
+        self.unsent: list[int] = []  # nodes of the last exchange whose message the SuperLink did not take
         self.duplicates: dict[str, set[int]] = {}
         self.sent: list[tuple[str, int]] = []
         self.events: list[RoundEvents] = []
@@ -111,8 +112,7 @@ class HospitalGrid:
             for n in nodes
         ]
         answered = set()
-        for reply in self._exchange(query):
-            node = reply.metadata.src_node_id
+        for node, reply in self._exchange(query):
             answered.add(node)
             if reply.has_error():
                 self.claims[node] = ""
@@ -214,13 +214,20 @@ class HospitalGrid:
     def hospital_of(self, node: int) -> str:
         return self.claims.get(node, "")
 
-    def _exchange(self, messages: list[Message]) -> list[Message]:
-        """Push, then pull every reply (errors included) with a short poll."""
-        ids = set(self._grid.push_messages(messages))
-        replies: list[Message] = []
+    def _exchange(self, messages: list[Message]) -> list[tuple[int, Message]]:
+        """Push, then pull every reply (errors included) with a short poll; each with the node it was sent to.
+
+        A reply is matched to its node through the message it answers: the error reply Flower makes for a
+        lost node does not come from that node.
+        """
+        pushed = list(self._grid.push_messages(messages))  # in the messages' order; None: not pushed
+        node_of = {mid: m.metadata.dst_node_id for mid, m in zip(pushed, messages, strict=True) if mid is not None}
+        self.unsent = [m.metadata.dst_node_id for mid, m in zip(pushed, messages, strict=True) if mid is None]
+        replies: list[tuple[int, Message]] = []
+        ids = set(node_of)
         while ids:
             got = list(self._grid.pull_messages(ids))
-            replies.extend(got)
+            replies.extend((node_of[m.metadata.reply_to_message_id], m) for m in got)
             ids.difference_update(m.metadata.reply_to_message_id for m in got)
             if ids:
                 self._sleep(self.poll_s)
@@ -237,42 +244,42 @@ class HospitalGrid:
             if P.ARRAYS in m.content.array_records
         }
         events = RoundEvents(kind)
-        kept: list[Message] = []
-        for reply in self._exchange(messages):
-            node = reply.metadata.src_node_id
+        kept: list[tuple[int, Message]] = []
+        exchanged = self._exchange(messages)
+        for node in self.unsent:
+            events.lost[self.hospital_of(node) or f"node {node}"] = "the SuperLink did not take its message"
+        for node, reply in exchanged:
             name = self.hospital_of(node) or f"node {node}"
             if reply.has_error():
                 events.lost[name] = reply.error.reason or f"error {reply.error.code}"
-                kept.append(reply)  # the strategy counts it as a failure
+                kept.append((node, reply))  # the strategy counts it as a failure
                 continue
-            problem = check_reply(
+            problem = (
+                f"a reply from node {reply.metadata.src_node_id} to the message sent to node {node}"
+                if reply.metadata.src_node_id != node
+                else ""
+            ) or check_reply(
                 reply.content, kind, sent_arrays.get(node), self.hospitals.index(name) if name in self.hospitals else -1
             )
             if problem:
                 events.rejected[name] = problem
                 log.warning("rejected the %s reply of %s: %s", kind, name, problem)
                 continue
-            kept.append(reply)
+            kept.append((node, reply))
         if events.lost or events.rejected:
             self.events.append(events)
             for name, why in events.lost.items():
                 log.warning("hospital %s was lost in a %s round: %s", name, kind, why)
-        valid = sum(not r.has_error() for r in kept)
+        valid = sum(not r.has_error() for _, r in kept)
         if messages and valid < self.min_hospitals:
             raise HospitalsError(
                 f"only {valid} of {len(messages)} hospitals answered the {kind} round with a usable reply, fewer "
                 f"than min-hospitals = {self.min_hospitals} (lost: {events.lost or 'none'}; rejected: "
                 f"{events.rejected or 'none'}); the last completed round's checkpoint is kept: resume from it"
             )
-        return sorted(
-            kept,
-            key=lambda r: (
-                self.hospitals.index(n)
-                if (n := self.hospital_of(r.metadata.src_node_id)) in self.hospitals
-                else len(self.hospitals),
-                r.metadata.src_node_id,
-            ),
-        )
+        order = {h: i for i, h in enumerate(self.hospitals)}
+        kept.sort(key=lambda nr: (order.get(self.hospital_of(nr[0]), len(order)), nr[0]))
+        return [reply for _, reply in kept]
 
 
 def check_reply(content: RecordDict, kind: str, sent: dict[str, tuple[tuple[int, ...], str]] | None, index: int) -> str:

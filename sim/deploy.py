@@ -1,11 +1,14 @@
 """``fedami deploy``: the keys, registrations and launches of a real per-hospital deployment.
 
     fedami deploy keys --hospitals hospital_a,hospital_b,hospital_c --san superlink --out secrets/
-        a CA, the SuperLink's TLS certificate (with the SANs given) and one ECDSA key pair per hospital
-    fedami deploy connect --superlink superlink.example.org:8000 --ca secrets/ca.crt
+        a CA, the SuperLink's TLS certificate (with the SANs given) and one ECDSA key pair per hospital,
+        in one folder per machine (secrets/superlink, secrets/coordinator, secrets/<hospital>)
+    fedami deploy connect --superlink superlink.example.org:8000 --ca secrets/coordinator/ca.crt
         the coordinator's connection in $FLWR_HOME/config.toml (``[superlink.fedami]``)
-    fedami deploy register --keys secrets/ --hospitals hospital_a,hospital_b,hospital_c
+    fedami deploy register --keys secrets/coordinator/public --hospitals hospital_a,hospital_b,hospital_c
         registers each hospital's public key under its name (SuperNode authentication)
+    fedami deploy compose --hospitals hospital_a,hospital_b,hospital_c --superlink link.example.org:8000 --out hosts/
+        one compose file per host: hosts/coordinator (the SuperLink and the run's job), hosts/<hospital>
     fedami deploy run --set federated.rounds=15 [--resume OUT]
         submits the run, streams its log, and exits 0 only if the run completed (``flwr run --stream``
         exits 0 even when the ServerApp fails; this reads the run's status from the SuperLink)
@@ -32,11 +35,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python sim/deploy.py` from a checkout puts sim/ first on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-APP_DIR = Path(__file__).resolve().parents[1]
-"""The Flower app's folder (``pyproject.toml`` with ``[tool.flwr.app]``): this checkout, or the image's copy."""
 CONNECTION = "fedami"
 FINISHED = "finished:"
 COMPLETED = "finished:completed"
+ALREADY_REGISTERED = "Public key already in use"  # the SuperLink's reply to a key it holds
+ALWAYS_SANS = ("superlink", "localhost", "127.0.0.1")
+PENDING = "pending"  # a submitted run whose ServerApp has not started
+PENDING_LIMIT_S = 300.0
+UNAVAILABLE = "Connection to the SuperLink is unavailable"  # the flwr CLI's words while it is not (yet) up
+
+
+def app_dir() -> Path:
+    """The Flower app's folder (``pyproject.toml`` with ``[tool.flwr.app]``): ``$FEDAMI_APP_DIR`` (the image's
+    ``/app``), else this checkout."""
+    return Path(os.environ.get("FEDAMI_APP_DIR") or Path(__file__).resolve().parents[1])
 
 
 def _flwr_home() -> Path:
@@ -46,23 +58,32 @@ def _flwr_home() -> Path:
 # ------------------------------------------------------------------------------------------------------ keys
 
 
+ROLES = ("ca", "superlink", "coordinator")
+
+
 def make_keys(hospitals: Sequence[str], sans: Sequence[str], out: Path, days: int = 825) -> dict[str, Path]:
     """A CA, the SuperLink's certificate and key, and an ECDSA P-384 key pair per hospital (OpenSSH format).
 
-    Nothing is overwritten: an existing file is an error, so a key already registered is never replaced.
+    Written in one folder per role, so that each machine gets its folder and nothing more::
+
+        ca/           ca.crt, ca.key            keep offline: it signs the SuperLink's certificate
+        superlink/    ca.crt, superlink.crt, superlink.key
+        coordinator/  ca.crt, public/<hospital>.pub   (registers the hospitals' public keys)
+        <hospital>/   ca.crt, <hospital>.key    (only that hospital's private key)
+
+    Nothing is overwritten: an existing folder is an error, so a key already registered is never replaced.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    files = {"ca.crt", "ca.key", "superlink.crt", "superlink.key"} | {
-        f"{h}{s}" for h in hospitals for s in (".key", ".pub")
-    }
-    clash = sorted(f for f in files if (out / f).exists())
+    reserved = sorted(set(hospitals) & set(ROLES))
+    if reserved:
+        raise ValueError(f"hospital names {reserved} are reserved for the key folders of {list(ROLES)}")
+    clash = sorted(f for f in (*ROLES, *hospitals) if (out / f).exists())
     if clash:
         raise FileExistsError(f"{out} already holds {clash}: keys are never overwritten (choose another --out)")
-    out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     until = now + datetime.timedelta(days=days)
 
@@ -71,11 +92,14 @@ def make_keys(hospitals: Sequence[str], sans: Sequence[str], out: Path, days: in
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
 
-    def write(name: str, data: bytes, private: bool = False) -> Path:
-        path = out / name
+    written: dict[str, Path] = {}
+
+    def write(relative: str, data: bytes, private: bool = False) -> None:
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         path.chmod(0o600 if private else 0o644)
-        return path
+        written[relative] = path
 
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedami CA")])
@@ -85,6 +109,10 @@ def make_keys(hospitals: Sequence[str], sans: Sequence[str], out: Path, days: in
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(ca_key, hashes.SHA384())
     )  # fmt: skip
+    # The SuperLink's own ServerApp process connects to it on loopback, through the same TLS (without
+    # these names in the certificate every run stays pending), and the coordinator's job beside it in
+    # compose by its service name.
+    sans = list(dict.fromkeys([*sans, *ALWAYS_SANS]))
     names: list[x509.GeneralName] = []
     for san in sans:
         try:
@@ -100,20 +128,22 @@ def make_keys(hospitals: Sequence[str], sans: Sequence[str], out: Path, days: in
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA384())
     )  # fmt: skip
-    written = {
-        "ca.crt": write("ca.crt", ca.public_bytes(serialization.Encoding.PEM)),
-        "ca.key": write("ca.key", pem_key(ca_key), private=True),
-        "superlink.crt": write("superlink.crt", link.public_bytes(serialization.Encoding.PEM)),
-        "superlink.key": write("superlink.key", pem_key(link_key), private=True),
-    }
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+    write("ca/ca.crt", ca_pem)
+    write("ca/ca.key", pem_key(ca_key), private=True)
+    write("superlink/ca.crt", ca_pem)
+    write("superlink/superlink.crt", link.public_bytes(serialization.Encoding.PEM))
+    write("superlink/superlink.key", pem_key(link_key), private=True)
+    write("coordinator/ca.crt", ca_pem)
     for hospital in hospitals:
         key = ec.generate_private_key(ec.SECP384R1())
         private = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
         )
         public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        written[f"{hospital}.key"] = write(f"{hospital}.key", private, private=True)
-        written[f"{hospital}.pub"] = write(f"{hospital}.pub", public + f" {hospital}\n".encode())
+        write(f"{hospital}/ca.crt", ca_pem)
+        write(f"{hospital}/{hospital}.key", private, private=True)
+        write(f"coordinator/public/{hospital}.pub", public + f" {hospital}\n".encode())
     return written
 
 
@@ -153,13 +183,31 @@ def flwr(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def register(keys: Path, hospitals: Sequence[str], connection: str) -> None:
+def register(keys: Path, hospitals: Sequence[str], connection: str, wait_s: float = 0.0) -> None:
+    """Register each hospital's public key under its name; wait up to ``wait_s`` for the SuperLink to answer."""
+    deadline = time.monotonic() + wait_s
     for hospital in hospitals:
         pub = keys / f"{hospital}.pub"
         if not pub.is_file():
-            raise FileNotFoundError(f"no public key {pub}: make the keys with `fedami deploy keys` first")
-        flwr("supernode", "register", str(pub), connection, "--name", hospital)
-        print(f"registered {hospital}")
+            raise FileNotFoundError(
+                f"no public key {pub}: make the keys with `fedami deploy keys` first "
+                "(--keys is their coordinator/public folder)"
+            )
+        while True:
+            proc = flwr("supernode", "register", str(pub), connection, "--name", hospital, check=False)
+            if proc.returncode == 0 or UNAVAILABLE not in proc.stdout + proc.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)  # a SuperLink starting with the coordinator (compose) answers within seconds
+        if proc.returncode == 0:
+            print(f"registered {hospital}")
+        elif ALREADY_REGISTERED in proc.stdout + proc.stderr:
+            # A SuperLink whose state survived (its database volume) keeps its registrations: registering
+            # again is a no-op, so the compose file's coordinator can register on every start.
+            print(f"{hospital} already registered")
+        else:
+            raise RuntimeError(
+                f"flwr supernode register {hospital} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}"
+            )
 
 
 def run_status(run_id: str, connection: str) -> dict[str, object]:
@@ -190,18 +238,43 @@ def submit(overrides: dict[str, object], connection: str, app: Path) -> str:
     return str(reply["run-id"])
 
 
-def follow(run_id: str, connection: str, *, poll_s: float = 3.0, timeout_s: float | None = None) -> dict[str, object]:
-    """Stream the run's log until it finishes; returns its final status entry."""
+def stream_log(run_id: str, connection: str) -> subprocess.Popen[bytes]:
+    """``flwr log --stream`` of the run, to this process's output (its exit code means nothing)."""
     exe = Path(sys.executable).with_name("flwr")
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
-    streamer = subprocess.Popen([str(exe if exe.exists() else "flwr"), "log", run_id, connection, "--stream"], env=env)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    return subprocess.Popen([str(exe if exe.exists() else "flwr"), "log", run_id, connection, "--stream"], env=env)
+
+
+def follow(
+    run_id: str,
+    connection: str,
+    *,
+    poll_s: float = 3.0,
+    timeout_s: float | None = None,
+    pending_s: float = PENDING_LIMIT_S,
+) -> dict[str, object]:
+    """Stream the run's log until it finishes; returns its final status entry.
+
+    A run still ``pending`` after ``pending_s`` (its ServerApp never started) or unfinished after ``timeout_s``
+    is stopped and raises ``TimeoutError``: the coordinator never waits forever.
+    """
+    streamer = stream_log(run_id, connection)
+    start = time.monotonic()
     try:
         while True:
             status = run_status(run_id, connection)
-            if str(status.get("status", "")).startswith(FINISHED):
+            state = str(status.get("status", ""))
+            if state.startswith(FINISHED):
                 return status
-            if deadline is not None and time.monotonic() > deadline:
+            waited = time.monotonic() - start
+            if state == PENDING and waited > pending_s:
+                flwr("stop", run_id, connection, check=False)
+                raise TimeoutError(
+                    f"run {run_id} still pending after {waited:.0f} s, stopped: the SuperLink never started its "
+                    "ServerApp (read the SuperLink's log; its certificate must also name localhost and 127.0.0.1, "
+                    "as `fedami deploy keys` writes it)"
+                )
+            if timeout_s is not None and waited > timeout_s:
                 flwr("stop", run_id, connection, check=False)
                 raise TimeoutError(f"run {run_id} did not finish within {timeout_s:.0f} s: stopped")
             time.sleep(poll_s)
@@ -230,7 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     keys = sub.add_parser("keys", help="a CA, the SuperLink's certificate and one key pair per hospital")
     keys.add_argument("--hospitals", required=True, help="comma-separated hospital names")
-    keys.add_argument("--san", action="append", default=None, help="a DNS name or IP of the SuperLink (repeatable)")
+    keys.add_argument(
+        "--san",
+        action="append",
+        default=None,
+        help="a DNS name or IP of the SuperLink (repeatable; superlink, localhost and 127.0.0.1 always)",
+    )
     keys.add_argument("--out", type=Path, required=True)
     con = sub.add_parser("connect", help="the coordinator's connection to the SuperLink")
     con.add_argument("--superlink", required=True, help="host:port of the SuperLink")
@@ -238,17 +316,31 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--insecure", action="store_true", help="no TLS: tests on one machine only")
     con.add_argument("--name", default=CONNECTION)
     reg = sub.add_parser("register", help="register each hospital's public key under its name")
-    reg.add_argument("--keys", type=Path, required=True)
+    reg.add_argument("--keys", type=Path, required=True, help="the public keys: <keys out>/coordinator/public")
     reg.add_argument("--hospitals", required=True)
     reg.add_argument("--connection", default=CONNECTION)
+    reg.add_argument("--wait-s", type=float, default=0.0, help="wait this long for a SuperLink that is still starting")
+    com = sub.add_parser("compose", help="the compose files: one per host, or the one-machine file")
+    com.add_argument("--hospitals", required=True)
+    com.add_argument("--superlink", default=None, help="host:port the hospitals reach the SuperLink at")
+    com.add_argument("--out", type=Path, required=True, help="a folder (one per host), or the one-machine file")
+    com.add_argument("--one-machine", action="store_true", help="every site on this machine, in one file")
     run = sub.add_parser("run", help="submit a run, stream it, exit with its real status")
     run.add_argument("--connection", default=CONNECTION)
     run.add_argument(
         "--set", dest="set_", action="append", metavar="KEY=VALUE", help="a run-config setting (repeatable)"
     )
     run.add_argument("--resume", type=Path, default=None, help="continue the run saved in this output folder")
-    run.add_argument("--app", type=Path, default=APP_DIR, help="the Flower app's folder (default: this installation's)")
+    run.add_argument(
+        "--app", type=Path, default=None, help="the Flower app's folder (default: $FEDAMI_APP_DIR or the checkout)"
+    )
     run.add_argument("--timeout", type=float, default=None, help="stop the run after this many seconds")
+    run.add_argument(
+        "--pending-timeout",
+        type=float,
+        default=PENDING_LIMIT_S,
+        help="stop a run whose ServerApp has not started after this many seconds",
+    )
     return p
 
 
@@ -258,26 +350,47 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "keys":
-            written = make_keys(_hospitals(args.hospitals), args.san or ["localhost", "127.0.0.1"], args.out)
+            written = make_keys(_hospitals(args.hospitals), args.san or [], args.out)
             for name, path in written.items():
                 print(f"{name:<24} {path}")
-            print("keep ca.key and each <hospital>.key secret: a hospital gets only its own .key")
+            print(
+                "each machine gets its folder: the SuperLink superlink/, the coordinator coordinator/, a hospital "
+                "its own folder; keep ca/ offline"
+            )
         elif args.command == "connect":
             if (args.ca is None) != args.insecure:
                 raise O.SettingsError("give --ca CA.crt, or --insecure for a test on one machine")
             print(f"wrote [superlink.{args.name}] into {write_connection(args.name, args.superlink, args.ca)}")
+        elif args.command == "compose":
+            from sim import compose as C
+
+            hospitals = C.checked_hospitals(_hospitals(args.hospitals))
+            if args.one_machine == (args.superlink is not None):
+                raise O.SettingsError("give --superlink HOST:PORT (one file per host), or --one-machine")
+            if args.one_machine:
+                if args.out.exists():
+                    raise FileExistsError(f"{args.out} exists: compose files are never overwritten")
+                args.out.write_text(C.one_machine_text(hospitals))
+                print(f"wrote {args.out}")
+            else:
+                for path in C.write_multi_host(hospitals, args.superlink, args.out):
+                    print(f"wrote {path}")
+                print("each host gets its folder, with its secrets/ (and a hospital its stores/) beside the file")
         elif args.command == "register":
-            register(args.keys, _hospitals(args.hospitals), args.connection)
+            register(args.keys, _hospitals(args.hospitals), args.connection, args.wait_s)
         else:
             overrides: dict[str, object] = dict(O.assignments(args.set_))
             if args.resume is not None:
                 overrides["output.resume"] = str(args.resume.expanduser().resolve())
-            run_id = submit(overrides, args.connection, args.app)
+            run_id = submit(overrides, args.connection, args.app or app_dir())
             print(f"run {run_id} submitted to {args.connection}")
-            status = follow(run_id, args.connection, timeout_s=args.timeout)
+            status = follow(run_id, args.connection, timeout_s=args.timeout, pending_s=args.pending_timeout)
             print(f"run {run_id}: {status.get('status')} {status.get('status-details') or ''}".rstrip())
             return 0 if status.get("status") == COMPLETED else 1
-    except (O.SettingsError, ValueError, FileNotFoundError, FileExistsError, RuntimeError, TimeoutError) as err:
+    except TimeoutError as err:  # the run was stopped: a failed run
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (O.SettingsError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

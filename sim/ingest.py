@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     O.add_data_options(p, PrepareConfig)
     O.add_options(p, PrepareConfig, OPTIONS[len(O.DATA_OPTIONS) :])
     p.add_argument("--workers", type=int, default=None, help="reader processes (default: the cores, at most 8)")
+    p.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help="also copy each hospital's store to EXPORT/<hospital>, a folder to hand to that hospital's node alone",
+    )
     add_paths(p, out=False)
     O.add_set_option(p)
     return p
@@ -55,13 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from common.config import PrepareConfig
     from common.data.ingest import site_table
-    from common.data.sources import prepare, warm_splits
+    from common.data.sources import export_stores, prepare, warm_splits
     from common.data.store import StoreError
 
     try:
         cfg = settings(args, PrepareConfig, OPTIONS, **paths(args, "ingest"))
         prepared = prepare(cfg.data, cfg.data_dir, workers=args.workers)
         warm_splits(prepared.stores, cfg.model_fs)
+        if args.export is not None:
+            for folder in export_stores(prepared.stores, args.export.expanduser().resolve()):
+                print(f"exported {folder}")
     except (O.SettingsError, StoreError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

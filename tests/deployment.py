@@ -71,7 +71,7 @@ class Deployment:
     def start_superlink(self, database: Path | None = None) -> None:
         args = [str(BIN / "flower-superlink"), "--port", str(self.port), "--disable-runtime-dependency-installation"]
         if self.tls:
-            sec = self.secrets
+            sec = self.secrets / "superlink"
             args += ["--ssl-ca-certfile", str(sec / "ca.crt"), "--ssl-certfile", str(sec / "superlink.crt"),
                      "--ssl-keyfile", str(sec / "superlink.key")]  # fmt: skip
         else:
@@ -80,15 +80,19 @@ class Deployment:
             args += ["--enable-supernode-auth"]
         if database is not None:
             args += ["--database", str(database)]
+        ready = "Application startup complete"
+        # the log is appended to across restarts: wait for this start's line, not the last one's
+        before = self.log("superlink").count(ready) if (self.root / "superlink.log").exists() else 0
         self._start("superlink", args)
-        self.wait_for(lambda: "Application startup complete" in self.log("superlink"), 60, "the SuperLink to start")
+        self.wait_for(lambda: self.log("superlink").count(ready) > before, 60, "the SuperLink to start")
         self.connect()
 
     def connect(self) -> None:
-        D.write_connection("fedami", f"127.0.0.1:{self.port}", self.secrets / "ca.crt" if self.tls else None, self.home)
+        ca = self.secrets / "coordinator" / "ca.crt"
+        D.write_connection("fedami", f"127.0.0.1:{self.port}", ca if self.tls else None, self.home)
 
     def register(self, hospitals: list[str]) -> None:
-        self.flwr_env(lambda: D.register(self.secrets, hospitals, "fedami"))
+        self.flwr_env(lambda: D.register(self.secrets / "coordinator" / "public", hospitals, "fedami"))
 
     def flwr_env(self, fn: Callable[[], T]) -> T:
         """Call ``fn`` with this deployment's ``FLWR_HOME`` (the flwr CLI reads its connections there)."""
@@ -105,9 +109,9 @@ class Deployment:
     def start_node(self, name: str, site: str, *, key: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
         args = [str(BIN / "flower-supernode"), "--superlink", f"127.0.0.1:{self.port}", "--port", str(free_port()),
                 "--node-config", f"site=\"{site}\" data-dir=\"{self.stores}\""]  # fmt: skip
-        args += ["--root-certificates", str(self.secrets / "ca.crt")] if self.tls else ["--insecure"]
+        args += ["--root-certificates", str(self.secrets / site / "ca.crt")] if self.tls else ["--insecure"]
         if self.auth:
-            args += ["--auth-supernode-private-key", str(key or self.secrets / f"{site}.key")]
+            args += ["--auth-supernode-private-key", str(key or self.secrets / site / f"{site}.key")]
         return self._start(name, args, **env)
 
     def stop(self, name: str, sig: int = signal.SIGKILL) -> None:

@@ -14,7 +14,7 @@ CLIENT_MODULES = [
     "common", "common.config", "common.config.flat", "common.config.paths", "common.config.sections",
     "common.data", "common.data.arrays", "common.data.leads", "common.data.preprocess", "common.data.splits",
     "common.data.store",
-    "common.evaluation", "common.evaluation.metrics",
+    "common.evaluation", "common.evaluation.bootstrap", "common.evaluation.metrics",  # a node resamples its patients
     "common.federation", "common.federation.histograms", "common.federation.hospital", "common.federation.protocol",
     "common.models", "common.models.bilstm", "common.models.blocks", "common.models.cnn",
     "common.models.conv_bilstm_attn", "common.models.inception", "common.models.registry", "common.models.resnet",

@@ -63,7 +63,7 @@ def test_tls_and_authenticated_nodes_complete_a_run_and_a_stranger_is_refused(
     dep.register(HOSPITALS)
     for h in HOSPITALS:
         dep.start_node(h, h)
-    stranger = dep.start_node("stranger", "hospital_a", key=dep.secrets / "stranger.key")
+    stranger = dep.start_node("stranger", "hospital_a", key=dep.secrets / "stranger" / "stranger.key")
 
     run_id = dep.submit({**RUN, "federated.rounds": 2, "output.dir": str(tmp_path / "out")})
     status = dep.wait_finished(run_id, 400)
@@ -134,6 +134,7 @@ def test_a_superlink_killed_mid_run_is_resumed_to_the_full_round_count(deploymen
 
     dep.stop("superlink", signal.SIGKILL)
     dep.start_superlink(database=database)  # the nodes reconnect; the interrupted run is over (failed or gone)
+    dep.register(HOSPITALS)  # the registrations survived in the database: registering again is a no-op
     with contextlib.suppress(RuntimeError):
         assert dep.status(run_id)["status"] != "finished:completed"
     resumed = dep.submit({**RUN, "federated.rounds": 3, "output.dir": str(second), "output.resume": str(first)})
@@ -144,3 +145,26 @@ def test_a_superlink_killed_mid_run_is_resumed_to_the_full_round_count(deploymen
     assert status == "finished:completed", dep.log("superlink")[-3000:]
     assert [h["round"] for h in history][-1] == 3 and history[0]["round"] == 1  # the history carried over
     assert json.loads((second / "last.json").read_text())["round"] == 3 and done >= 1
+
+
+def test_a_hospital_lost_below_min_hospitals_stops_the_run_clearly_keeping_its_checkpoint(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    dep = deployment
+    dep.start_superlink()
+    dep.register(HOSPITALS)
+    for h in HOSPITALS:
+        dep.start_node(h, h)
+    out = tmp_path / "out"
+
+    run_id = dep.submit({**RUN, "federated.rounds": 4, "federated.hospital-wait-s": 20.0, "output.dir": str(out)})
+    dep.wait_for(lambda: (out / "last.json").is_file(), 300, "round 1's checkpoint")
+    dep.stop("hospital_c")  # min-hospitals defaults to every training hospital: 3
+    status = dep.wait_finished(run_id, 600)
+
+    stopped = json.loads((out / "stopped.json").read_text())
+    last = json.loads((out / "last.json").read_text())
+    assert status == "finished:failed"
+    assert "hospital_c" in stopped["reason"] and "min-hospitals" in stopped["reason"], stopped
+    assert 1 <= last["round"] < 4 and stopped["round"] == last["round"]  # the last completed round is kept
+    assert (out / "last.pt").is_file()

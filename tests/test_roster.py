@@ -65,15 +65,16 @@ class FakeGrid:
                 run_id=1, message_id=f"r{self._count}", src_node_id=node, dst_node_id=0, reply_to_message_id=mid,
                 group_id="", created_at=time.time(), ttl=60, message_type=kind,
             )  # fmt: skip
-            if reply is None:
+            if reply is None:  # Flower's SuperLink answers for a lost node: the reply is not from that node
+                meta.__dict__["_src_node_id"] = 1
                 self._outbox[mid] = Message(error=Error(5, "Error: Node Unavailable"), metadata=meta)
             else:
                 self._outbox[mid] = Message(reply.content, metadata=meta)
             ids.append(mid)
-        return ids[::-1]  # replies arrive in any order
+        return ids  # in the messages' order, as Flower's grids return them
 
     def pull_messages(self, ids: Iterable[str]) -> list[Message]:
-        return [self._outbox.pop(i) for i in list(ids) if i in self._outbox]
+        return [self._outbox.pop(i) for i in sorted(ids, reverse=True) if i in self._outbox]  # in any order
 
 
 def _grid(grid: FakeGrid, min_hospitals: int = 3, wait_s: float = 0.0) -> HospitalGrid:
@@ -228,3 +229,39 @@ def test_malformed_evaluation_histograms_are_rejected() -> None:
         "hospital_b": "score histograms of the wrong length",
         "hospital_c": "score histograms that do not count its 11 ECGs",
     }
+
+
+def test_a_reply_from_another_node_than_the_one_asked_is_rejected() -> None:
+    grid = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"})
+    hg = _grid(grid, min_hospitals=2)
+    hg.wait_for_all()
+    push = grid.push_messages
+
+    def swapped(messages: Iterable[Message]) -> list[str]:
+        ids = push(messages)
+        grid._outbox[ids[1]].metadata.__dict__["_src_node_id"] = 3  # hospital_b's answer claims to be c's node
+        return ids
+
+    grid.push_messages = swapped  # type: ignore[method-assign]
+    replies = _train(hg)
+
+    assert [r.metadata.src_node_id for r in replies] == [1, 3]
+    assert hg.events[-1].rejected == {"hospital_b": "a reply from node 3 to the message sent to node 2"}
+
+
+def test_a_message_the_superlink_did_not_take_counts_as_a_lost_hospital() -> None:
+    grid = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"})
+    hg = _grid(grid, min_hospitals=2)
+    hg.wait_for_all()
+    push = grid.push_messages
+
+    def refusing_c(messages: Iterable[Message]) -> list[str | None]:
+        messages = list(messages)
+        ids: list[str | None] = list(push(messages[:2]))
+        return [*ids, None]
+
+    grid.push_messages = refusing_c  # type: ignore[method-assign,assignment]
+    replies = _train(hg)
+
+    assert [r.metadata.src_node_id for r in replies] == [1, 2]
+    assert hg.events[-1].lost == {"hospital_c": "the SuperLink did not take its message"}

@@ -78,3 +78,31 @@ def warm_splits(stores: Sequence[SiteStore], target_fs: int) -> None:
     for store in stores:
         for split in ("train", "val", "test"):
             load_split(store, split, target_fs)
+
+
+def export_stores(stores: Sequence[SiteStore], out: Path) -> list[Path]:
+    """Copy each hospital's store (and its preprocessed splits) to ``out/<hospital>``.
+
+    A deployed node mounts its own folder only. A folder already there must hold the same store
+    (the same manifest); anything else is an error, never overwritten.
+    """
+    import shutil
+
+    from common.data.store import MANIFEST_FILE, StoreError
+
+    done = []
+    for store in stores:
+        target = out / store.site
+        if target.exists():
+            same = (target / MANIFEST_FILE).is_file() and (target / MANIFEST_FILE).read_text() == (
+                store.path / MANIFEST_FILE
+            ).read_text()
+            if not same:
+                raise StoreError(f"{target} exists and holds another store: remove it or export elsewhere")
+        else:  # copied beside it, then renamed: an interrupted export never leaves a half store in place
+            partial = out / f".{store.site}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(store.path, partial)
+            partial.rename(target)
+        done.append(target)
+    return done

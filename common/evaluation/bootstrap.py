@@ -85,8 +85,30 @@ class BootstrapCI(JsonResult):
     positives: int
     seed: int
 
+    @classmethod
+    def of_replicates(
+        cls,
+        metric: str,
+        estimate: float,
+        reps: np.ndarray,
+        *,
+        alpha: float,
+        seed: int,
+        n_ecgs: int,
+        n_patients: int,
+        positives: int,
+    ) -> BootstrapCI:
+        """The percentile interval of the replicates that are not NaN (one-class replicates are)."""
+        valid = reps[~np.isnan(reps)]
+        lo, hi = percentiles(valid, alpha)
+        return cls(
+            metric=metric, estimate=estimate, lower=lo, upper=hi, alpha=alpha, n_boot=len(reps),
+            n_valid=len(valid), n_skipped=len(reps) - len(valid), n_ecgs=n_ecgs, n_patients=n_patients,
+            positives=positives, seed=seed,
+        )  # fmt: skip
 
-def _replicate_counts(n_patients: int, n_ecgs: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+
+def replicate_counts(n_patients: int, n_ecgs: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
     """``(chunk, n_patients)`` float arrays: how often each patient is drawn in each replicate.
 
     Each replicate draws ``n_patients`` patients uniformly with replacement. The draws depend only on
@@ -131,7 +153,7 @@ def replicates(
     fast = isinstance(metric, str)
     groupings = [LevelGrouping.of(y, s) for s in score_sets] if fast else []
     row = 0
-    for counts in _replicate_counts(n_patients, len(y), n_boot, seed):
+    for counts in replicate_counts(n_patients, len(y), n_boot, seed):
         c = len(counts)
         if fast:
             weights = counts[:, patient]
@@ -210,19 +232,6 @@ def bootstrap_ci(
     patient, n_patients = patient_codes(patient_ids, len(yy), "bootstrap")
     name, estimate = point(metric, yy, s)
     reps = replicates(metric, yy, [s], patient, n_patients, n_boot, seed)[:, 0]
-    valid = reps[~np.isnan(reps)]
-    lo, hi = percentiles(valid, alpha)
-    return BootstrapCI(
-        metric=name,
-        estimate=estimate,
-        lower=lo,
-        upper=hi,
-        alpha=alpha,
-        n_boot=n_boot,
-        n_valid=len(valid),
-        n_skipped=n_boot - len(valid),
-        n_ecgs=len(yy),
-        n_patients=n_patients,
-        positives=int(yy.sum()),
-        seed=seed,
+    return BootstrapCI.of_replicates(
+        name, estimate, reps, alpha=alpha, seed=seed, n_ecgs=len(yy), n_patients=n_patients, positives=int(yy.sum())
     )

@@ -13,6 +13,7 @@ from typing import Final
 
 import numpy as np
 
+from common.evaluation.bootstrap import BootstrapCI, patient_codes, replicate_counts
 from common.evaluation.metrics import (
     MetricError,
     ScoreLevels,
@@ -50,13 +51,18 @@ class ScoreHistogram:
         return ScoreHistogram(self.pos + other.pos, self.neg + other.neg)
 
 
+def bin_of(scores: np.ndarray) -> np.ndarray:
+    """The grid bin of each probability."""
+    s = np.clip(np.asarray(scores, dtype=np.float64).ravel(), 0.0, 1.0)
+    return np.clip(np.searchsorted(EDGES, s, side="right") - 1, 0, N_BINS - 1)
+
+
 def histogram(y: np.ndarray, scores: np.ndarray) -> ScoreHistogram:
     """Bin probabilities ``scores`` by label ``y`` on the fixed grid."""
     y = np.asarray(y).ravel()
-    s = np.clip(np.asarray(scores, dtype=np.float64).ravel(), 0.0, 1.0)
-    if y.shape != s.shape:
-        raise ValueError(f"{len(y)} labels but {len(s)} scores")
-    idx = np.clip(np.searchsorted(EDGES, s, side="right") - 1, 0, N_BINS - 1)
+    idx = bin_of(scores)
+    if y.shape != idx.shape:
+        raise ValueError(f"{len(y)} labels but {len(idx)} scores")
     pos = np.bincount(idx[y == 1], minlength=N_BINS).astype(np.int64)
     neg = np.bincount(idx[y == 0], minlength=N_BINS).astype(np.int64)
     return ScoreHistogram(pos, neg)
@@ -121,3 +127,86 @@ def threshold_counts(y: np.ndarray, scores: np.ndarray, threshold: float) -> Thr
         int((~pred & (y == 0)).sum()),
         int((~pred & (y == 1)).sum()),
     )
+
+
+# ------------------------------------------------------------------------------- patient-bootstrap replicates
+
+
+@dataclass(frozen=True)
+class ReplicateHistograms:
+    """One hospital's patient-bootstrap replicates, each as a score histogram on the fixed grid.
+
+    Only the bins holding one of its ECGs can be non-empty, so only those are kept: ``bins`` (k,) ascending,
+    ``pos`` and ``neg`` (R, k) counts per replicate. Replicate r of every hospital is drawn from its own
+    patients; added up over hospitals they are one replicate of a bootstrap stratified by hospital.
+    """
+
+    bins: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+
+    @property
+    def n_boot(self) -> int:
+        return int(self.pos.shape[0])
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(R, N_BINS)`` positive and negative counts."""
+        pos = np.zeros((self.n_boot, N_BINS))
+        neg = np.zeros((self.n_boot, N_BINS))
+        pos[:, self.bins] = self.pos
+        neg[:, self.bins] = self.neg
+        return pos, neg
+
+
+def replicate_histograms(
+    y: np.ndarray, scores: np.ndarray, patient_ids: np.ndarray, n_boot: int, seed: int
+) -> ReplicateHistograms:
+    """Draw the hospital's patients with replacement ``n_boot`` times (all ECGs of a drawn patient, once per
+    draw) and bin each replicate's scores by label; the draws are those of
+    :func:`common.evaluation.bootstrap.replicate_counts` for ``seed``."""
+    y = np.asarray(y).ravel().astype(np.int64)
+    idx = bin_of(scores)
+    if len(idx) != len(y):
+        raise ValueError(f"{len(y)} labels but {len(idx)} scores")
+    patient, n_patients = patient_codes(patient_ids, len(y), "replicate histograms")
+    bins, local = np.unique(idx, return_inverse=True)
+    k = len(bins)
+    pos = np.zeros((n_boot, k), np.uint32)
+    neg = np.zeros((n_boot, k), np.uint32)
+    row = 0
+    for counts in replicate_counts(n_patients, len(y), n_boot, seed):
+        c = len(counts)
+        weights = counts[:, patient]  # (c, n): how often each ECG enters each replicate
+        cell = (np.arange(c)[:, None] * k + local[None, :]).ravel()
+        for label, out in ((1, pos), (0, neg)):
+            w = (weights * (y == label)).ravel()
+            out[row : row + c] = np.bincount(cell, weights=w, minlength=c * k).reshape(c, k).astype(np.uint32)
+        row += c
+    return ReplicateHistograms(bins, pos, neg)
+
+
+def replicate_metric(parts: list[ReplicateHistograms], metric: str) -> np.ndarray:
+    """``(R,)`` AUROC or AUPRC of the hospitals' replicates added up (NaN for a one-class replicate)."""
+    if not parts or len({p.n_boot for p in parts}) != 1:
+        raise ValueError(f"replicate histograms need one replicate count; got {[p.n_boot for p in parts]}")
+    pos, neg = np.zeros((parts[0].n_boot, N_BINS)), np.zeros((parts[0].n_boot, N_BINS))
+    for part in parts:
+        p, n = part.dense()
+        pos += p
+        neg += n
+    levels_ = ScoreLevels(EDGES[:-1], pos, neg, ABOVE)
+    kernels = {"auroc": auroc_of_levels, "auprc": average_precision_of_levels}
+    if metric not in kernels:
+        raise ValueError(f"unknown metric {metric!r}; known: {sorted(kernels)}")
+    return kernels[metric](levels_)
+
+
+def histogram_ci(
+    total: ScoreHistogram, parts: list[ReplicateHistograms], metric: str, *, alpha: float, seed: int, n_patients: int
+) -> BootstrapCI:
+    """A metric of the pooled histogram with the percentile CI of the hospitals' replicates added up."""
+    estimate = {"auroc": auroc, "auprc": auprc}[metric](total)
+    return BootstrapCI.of_replicates(
+        metric, estimate, replicate_metric(parts, metric), alpha=alpha, seed=seed,
+        n_ecgs=total.n_pos + total.n_neg, n_patients=n_patients, positives=total.n_pos,
+    )  # fmt: skip

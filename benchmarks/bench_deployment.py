@@ -1,0 +1,201 @@
+"""The cost of a deployed run: real SuperLink and SuperNode processes against the simulation, same run.
+
+Usage: python benchmarks/bench_deployment.py [--n-ecgs 600] [--rounds 2] [--model cnn1d] [--insecure] [--out DIR]
+
+In one invocation, on one prepared synthetic cohort of three hospitals and the same run settings, it runs
+the ServerApp twice: in Flower's simulation (Ray, ``sim/simulation.py``) and deployed on loopback (a
+``flower-superlink`` with TLS and SuperNode authentication, one ``flower-supernode`` per hospital, the run
+submitted as ``fedami deploy run`` submits it). It prints both wall times as the ServerApp measures them
+(``timing.json``: the rounds, the final test round, the whole app), their ratio, both runs' test AUROC, and,
+for the deployed run, the peak resident memory of the SuperLink (with its ServerApp), of each SuperNode's
+processes together, and of one ClientApp process, sampled every 0.25 s, with the number of ClientApp
+processes started (Flower starts one per message). ``--out`` keeps both runs and writes ``deployment.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HOSPITALS = ("hospital_a", "hospital_b", "hospital_c")
+SAMPLE_S = 0.25
+# what a process is, by the words of its command line (the first that matches)
+KINDS = (
+    ("flwr-clientapp", "ClientApp"),
+    ("flwr-serverapp", "ServerApp"),
+    ("superexec", "SuperExec"),
+    ("flower-supernode", "SuperNode"),
+    ("flower-superlink", "SuperLink"),
+)
+
+
+def kind_of(cmdline: list[str]) -> str:
+    text = " ".join(cmdline)
+    return next((kind for word, kind in KINDS if word in text), "other")
+
+
+class MemorySampler(threading.Thread):
+    """Peak resident memory of process trees, by tree (the sum of its processes) and by kind of process."""
+
+    def __init__(self, roots: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.roots = roots
+        self.tree_peak: dict[str, int] = defaultdict(int)
+        self.kind_peak: dict[str, int] = defaultdict(int)
+        self.started: dict[str, set[int]] = defaultdict(set)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.halt.wait(SAMPLE_S):
+            for name, pid in self.roots.items():
+                try:
+                    root = psutil.Process(pid)
+                    procs = [root, *root.children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    continue
+                total = 0
+                for proc in procs:
+                    try:
+                        rss, kind = proc.memory_info().rss, kind_of(proc.cmdline())
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        continue
+                    total += rss
+                    self.kind_peak[kind] = max(self.kind_peak[kind], rss)
+                    self.started[kind].add(proc.pid)
+                self.tree_peak[name] = max(self.tree_peak[name], total)
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "cohort.seed": args.seed,
+        "cohort.n-ecgs": args.n_ecgs,
+        "federated.rounds": args.rounds,
+        "train.model": args.model,
+        "data.hospitals": ",".join(HOSPITALS),
+    }
+
+
+def simulated(args: argparse.Namespace, data_dir: Path, out: Path) -> dict[str, Any]:
+    from common.config import AppConfig
+    from common.config import flat as F
+    from sim.simulation import run_federation
+
+    config = F.flatten(F.parse(AppConfig, {**run_settings(args), "data.dir": str(data_dir), "output.dir": str(out)}))
+    t0 = time.perf_counter()
+    run_federation(config, len(HOSPITALS))
+    return {"wall_s": time.perf_counter() - t0, **read_run(out)}
+
+
+def deployed(args: argparse.Namespace, root: Path, stores: Path, out: Path) -> dict[str, Any]:
+    from sim.deploy import make_keys
+    from tests.deployment import Deployment
+
+    make_keys(list(HOSPITALS), [], root / "secrets")
+    dep = Deployment(root / "run", root / "secrets", stores, tls=not args.insecure, auth=not args.insecure)
+    (root / "run").mkdir()
+    try:
+        dep.start_superlink()
+        if not args.insecure:
+            dep.register(list(HOSPITALS))
+        for h in HOSPITALS:
+            dep.start_node(h, h)
+        sampler = MemorySampler({name: proc.pid for name, proc in dep.procs.items()})
+        sampler.start()
+        t0 = time.perf_counter()
+        run_id = dep.submit({**run_settings(args), "output.dir": str(out), "federated.hospital-wait-s": 120.0})
+        status = dep.wait_finished(run_id, timeout=3600)
+        wall = time.perf_counter() - t0
+        sampler.halt.set()
+        sampler.join()
+    finally:
+        dep.close()
+    if status != "finished:completed":
+        raise RuntimeError(f"the deployed run ended {status}: logs in {root / 'run'}")
+    memory = {
+        "superlink_mib": sampler.tree_peak["superlink"] / 2**20,
+        "supernode_mib": {h: sampler.tree_peak[h] / 2**20 for h in HOSPITALS},
+        "process_mib": {k: v / 2**20 for k, v in sampler.kind_peak.items()},
+        "clientapp_processes": len(sampler.started["ClientApp"]),
+    }
+    return {"wall_s": wall, **read_run(out), "memory": memory}
+
+
+def read_run(out: Path) -> dict[str, Any]:
+    timing = json.loads((out / "timing.json").read_text())
+    test = json.loads((out / "test.json").read_text())
+    return {"timing": timing, "test_auroc": test["all"]["auroc"]}
+
+
+def report(sim: dict[str, Any], dep: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"{args.n_ecgs} ECGs, 3 hospitals, {args.rounds} rounds, {args.model}; deployed with "
+        f"{'no TLS' if args.insecure else 'TLS and SuperNode authentication'}",
+        f"{'':<28}{'simulated':>11}{'deployed':>11}{'ratio':>8}",
+    ]
+    for label, key in (
+        ("rounds (s)", "rounds_s"),
+        ("final test round (s)", "test_round_s"),
+        ("ServerApp (s)", "server_app_s"),
+    ):
+        s, d = sim["timing"][key], dep["timing"][key]
+        lines.append(f"{label:<28}{s:>11.1f}{d:>11.1f}{d / s:>8.2f}")
+    s, d = sim["wall_s"], dep["wall_s"]
+    lines.append(f"{'submitted to finished (s)':<28}{s:>11.1f}{d:>11.1f}{d / s:>8.2f}")
+    lines.append(f"{'test AUROC':<28}{sim['test_auroc']:>11.3f}{dep['test_auroc']:>11.3f}")
+    mem = dep["memory"]
+    lines.append("deployed peak resident memory (MiB):")
+    lines.append(f"  SuperLink with its ServerApp {mem['superlink_mib']:.0f}")
+    for h, mib in mem["supernode_mib"].items():
+        lines.append(f"  {h}: all its processes      {mib:.0f}")
+    for kind, mib in sorted(mem["process_mib"].items()):
+        if kind == "other" or mib == 0:
+            continue
+        lines.append(f"  one {kind} process{'':<{14 - len(kind)}}{mib:.0f}")
+    lines.append(f"  ClientApp processes started: {mem['clientapp_processes']}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-ecgs", type=int, default=600)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="cnn1d")
+    p.add_argument("--insecure", action="store_true", help="deploy without TLS and authentication")
+    p.add_argument("--out", type=Path, default=None, help="keep both runs here (default: a temporary folder)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    with tempfile.TemporaryDirectory(prefix="bench-deployment-") as tmp:
+        root = (args.out or Path(tmp)).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        ingest = ["ingest", "--data", "synthetic", "--n-ecgs", str(args.n_ecgs), "--seed", str(args.seed)]
+        subprocess.run([sys.executable, "-m", "sim.cli", *ingest, "--data-dir", str(root / "data")],
+                       check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)  # fmt: skip
+        (stores,) = (root / "data").glob("synthetic-*")  # what `fedami ingest` prepares, as for a hospital
+        sim = simulated(args, root / "data", root / "simulated")
+        dep = deployed(args, root / "deployment", stores, root / "deployed")
+        print(report(sim, dep, args))
+        (root / "deployment.json").write_text(json.dumps({"simulated": sim, "deployed": dep}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

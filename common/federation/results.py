@@ -1,0 +1,116 @@
+"""The final test round's figures, built only from what a hospital may send (Flower-free).
+
+Each hospital sends, for its test split: the score histogram by label, its patient count, its
+confusion counts at the transferred threshold, and its patient-bootstrap replicates as histograms
+(drawn from its own patients with a seed of its own: :func:`hospital_seed`). Added up over hospitals,
+replicate r of every hospital is one replicate of a bootstrap stratified by hospital. No per-record
+score leaves a hospital.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from common.federation import histograms as H
+from common.federation.outputs import ALL_SITES
+
+ALPHA: Final[float] = 0.05
+"""The CIs are 95 % percentile intervals, as the central bootstrap's (``bootstrap_ci``)."""
+
+
+def hospital_seed(seed: int, hospital_index: int) -> int:
+    """The seed of one hospital's bootstrap draws: from (run seed, hospital), independent across hospitals."""
+    return int(np.random.SeedSequence([seed, hospital_index]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class SiteTest:
+    """One hospital's test reply as plain objects."""
+
+    hospital: str
+    histogram: H.ScoreHistogram
+    n_patients: int
+    counts: H.ThresholdCounts | None
+    replicates: H.ReplicateHistograms | None
+
+
+def figures(
+    histogram: H.ScoreHistogram,
+    n_patients: int,
+    counts: H.ThresholdCounts | None,
+    replicates: Sequence[H.ReplicateHistograms] | None,
+    seed: int,
+) -> dict[str, Any]:
+    """AUROC and AUPRC with their CIs, sensitivity and specificity: one hospital, or several added up.
+
+    ``replicates`` None (a hospital sent none) leaves the CIs out rather than computing them from part
+    of the data; a class missing leaves every rank figure out.
+    """
+    out: dict[str, Any] = {"n": histogram.n_pos + histogram.n_neg, "positives": histogram.n_pos}
+    out["n_patients"] = n_patients
+    ok = histogram.n_pos > 0 and histogram.n_neg > 0
+    for metric in ("auroc", "auprc"):
+        if ok and replicates:
+            ci = H.histogram_ci(histogram, list(replicates), metric, alpha=ALPHA, seed=seed, n_patients=n_patients)
+            out[metric], out[f"{metric}_ci"] = ci.estimate, [ci.lower, ci.upper]
+            out["n_boot"], out["n_boot_valid"] = ci.n_boot, ci.n_valid
+        else:
+            out[metric] = (H.auroc if metric == "auroc" else H.auprc)(histogram) if ok else None
+            out[f"{metric}_ci"] = None
+    if counts is not None:
+        out.update(
+            tp=counts.tp, fp=counts.fp, tn=counts.tn, fn=counts.fn,
+            sensitivity=counts.sensitivity, specificity=counts.specificity,
+        )  # fmt: skip
+    return out
+
+
+def summarise_test(
+    tests: Sequence[SiteTest], hospitals: Sequence[str], threshold: float | None, *, seed: int, n_boot: int | None
+) -> dict[str, Any]:
+    """``test.json``: every hospital's figures, all of them together, the threshold, who is missing.
+
+    Replicates that do not number ``n_boot`` are not used (that hospital's CI and the pooled CI are
+    left out and the reason is recorded in ``problems``).
+    """
+    problems: list[str] = []
+
+    def usable(t: SiteTest) -> H.ReplicateHistograms | None:
+        if n_boot is None:
+            return None
+        if t.replicates is None:
+            problems.append(f"{t.hospital} sent no bootstrap replicates")
+            return None
+        if t.replicates.n_boot != n_boot:
+            problems.append(f"{t.hospital} sent {t.replicates.n_boot} bootstrap replicates, not {n_boot}")
+            return None
+        return t.replicates
+
+    order = {h: i for i, h in enumerate(hospitals)}
+    tests = sorted(tests, key=lambda t: order.get(t.hospital, len(order)))
+    reps = {t.hospital: usable(t) for t in tests}
+    sites = {
+        t.hospital: figures(t.histogram, t.n_patients, t.counts, [r] if (r := reps[t.hospital]) else None, seed)
+        for t in tests
+    }
+    every_rep = [r for r in reps.values() if r is not None]
+    counted = [t.counts for t in tests if t.counts is not None]
+    everything = figures(
+        sum((t.histogram for t in tests), H.empty()),
+        sum(t.n_patients for t in tests),
+        sum(counted[1:], counted[0]) if len(counted) == len(tests) and counted else None,
+        every_rep if tests and len(every_rep) == len(tests) else None,
+        seed,
+    )
+    return {
+        ALL_SITES: everything,
+        "sites": sites,
+        "threshold": threshold,
+        "missing": [h for h in hospitals if h not in sites],
+        "n_boot": n_boot,
+        "problems": problems,
+    }

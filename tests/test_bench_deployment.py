@@ -1,0 +1,45 @@
+"""benchmarks/bench_deployment.py's memory sampler on a real process tree; the whole benchmark is run by hand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchmarks import bench_deployment as B
+
+pytest.importorskip("psutil")
+
+# a child that holds about 200 MiB, then waits
+HOLDER = "import time; block = bytearray(200 * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(30)"
+
+
+def test_processes_are_told_apart_by_their_command_lines() -> None:
+    assert B.kind_of(["/venv/bin/python", "/venv/bin/flwr-clientapp", "--token", "1"]) == "ClientApp"
+    assert B.kind_of(["python", "/venv/bin/flower-supernode", "--superlink", "x"]) == "SuperNode"
+    assert B.kind_of(["python", "/venv/bin/flower-superexec", "--plugin-type", "clientapp"]) == "SuperExec"
+    assert B.kind_of(["python", "-c", "pass"]) == "other"
+
+
+def test_the_sampler_sees_a_childs_memory_in_its_tree() -> None:
+    spawn = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {HOLDER!r}])"
+    parent = subprocess.Popen([sys.executable, "-c", spawn])
+    try:
+        sampler = B.MemorySampler({"tree": parent.pid})
+        sampler.start()
+        time.sleep(3)
+        sampler.halt.set()
+        sampler.join()
+    finally:
+        import psutil
+
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait()
+
+    assert 200 * 2**20 <= sampler.tree_peak["tree"] < 400 * 2**20
+    assert sampler.kind_peak["other"] >= 200 * 2**20
+    assert len(sampler.started["other"]) == 2  # the parent and its child
