@@ -14,6 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from common.config import AppConfig
+from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
     app_config,
@@ -80,20 +81,29 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
         split = str(config.get(P.EVAL_SPLIT, "val"))
         threshold = P.number(config, P.THRESHOLD) if P.THRESHOLD in config else None
+        n_boot = int(P.number(config, P.N_BOOT)) if P.N_BOOT in config else None
         res = local_evaluate(
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
             hospital_split(cfg, hospital, split),
             local_train_config(cfg, cfg.train.seed),
             threshold,
+            n_boot=n_boot,
+            boot_seed=H.hospital_seed(cfg.train.seed, hospital.index),
         )
         metrics: dict[str, MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,
+            P.NUM_PATIENTS: res.n_patients,
             P.SITE_INDEX: hospital.index,
             P.POS_HIST: res.histogram.pos.tolist(),
             P.NEG_HIST: res.histogram.neg.tolist(),
         }
         if res.counts is not None:
             metrics.update({P.TP: res.counts.tp, P.FP: res.counts.fp, P.TN: res.counts.tn, P.FN: res.counts.fn})
+        if res.replicates is not None:
+            reps = res.replicates
+            metrics[P.REP_BINS] = reps.bins.tolist()
+            metrics[P.REP_POS] = reps.pos.ravel().tolist()
+            metrics[P.REP_NEG] = reps.neg.ravel().tolist()
         return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
     return app

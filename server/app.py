@@ -19,45 +19,40 @@ from flwr.serverapp import Grid, ServerApp
 
 from common.config import AppConfig
 from common.config.paths import server_out_dir
+from common.evaluation.tables import format_ci_pair
 from common.federation import histograms as H
 from common.federation import outputs as O
 from common.federation import protocol as P
+from common.federation import results as R
 from common.federation.hospital import Hospital, app_config, hospitals, planned_training
 from common.models import create_model
 from common.training.engine import load_checkpoint, seed_everything
-from server.checkpoints import RoundTracker, histogram_summary, histograms_by_site, site_index
+from server.checkpoints import RoundTracker, site_test
 from server.roster import HospitalGrid, HospitalsError
 from server.strategies import create_strategy, load_server_state, server_state
 
 log = logging.getLogger("flwr.fedami")  # under Flower's logger: shown by `flwr log` and in simulation
 
 
-def final_test_round(grid: HospitalGrid, arrays: ArrayRecord, threshold: float | None) -> dict[str, Any]:
-    """Every connected training hospital evaluates the final model on its test split at the transferred threshold."""
-    config: dict[str, Any] = {P.EVAL_SPLIT: "test"}
+def final_test_round(
+    grid: HospitalGrid, arrays: ArrayRecord, threshold: float | None, cfg: AppConfig
+) -> dict[str, Any]:
+    """Every connected training hospital evaluates the final model on its test split at the transferred threshold.
+
+    Each sends its score histogram, its counts at the threshold and its patient-bootstrap replicates
+    (``evaluation.n-boot``); the figures are built from those alone (:mod:`common.federation.results`).
+    """
+    config: dict[str, Any] = {P.EVAL_SPLIT: "test", P.N_BOOT: cfg.evaluation.n_boot}
     if threshold is not None:
         config[P.THRESHOLD] = threshold
     content = RecordDict({P.ARRAYS: arrays, P.CONFIG: ConfigRecord(config)})
     messages = [Message(content=content, dst_node_id=n, message_type=MessageType.EVALUATE) for n in grid.get_node_ids()]
     replies = [r for r in grid.send_and_receive(messages) if not r.has_error()]
     names = grid.hospitals
-    summary = histogram_summary(histograms_by_site([r.content for r in replies]), names)
-    summary["threshold"] = threshold
-    summary["missing"] = [h for h in names if h not in summary["sites"]]
-    for r in replies:
-        m = r.content.metric_records[P.METRICS]
-        if P.TP in m:
-            c = H.ThresholdCounts(*(int(P.number(m, k)) for k in (P.TP, P.FP, P.TN, P.FN)))
-            summary["sites"][names[site_index(r.content)]].update(
-                {
-                    "tp": c.tp,
-                    "fp": c.fp,
-                    "tn": c.tn,
-                    "fn": c.fn,
-                    "sensitivity": c.sensitivity,
-                    "specificity": c.specificity,
-                }
-            )
+    tests = [site_test(r.content, names) for r in replies]
+    summary = R.summarise_test(tests, names, threshold, seed=cfg.train.seed, n_boot=cfg.evaluation.n_boot)
+    for problem in summary["problems"]:
+        log.warning("final test round: %s", problem)
     return summary
 
 
@@ -66,13 +61,15 @@ def _write(out: Path, name: str, payload: Any) -> None:
 
 
 def _log_test(test: Mapping[str, Any], out: Path) -> None:
-    def auc(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
-
-    log.info("final test AUROC at all hospitals: %s (%d ECGs)", auc(test[O.ALL_SITES]["auroc"]), test[O.ALL_SITES]["n"])
+    every = test[O.ALL_SITES]
+    log.info(
+        "final test AUROC at all hospitals: %s (%d ECGs)", format_ci_pair(every["auroc"], every["auroc_ci"]), every["n"]
+    )
     for site, s in test["sites"].items():
-        log.info("  %s: AUROC %s (%d ECGs, %d AMI)", site, auc(s["auroc"]), s["n"], s["positives"])
-    log.info("results: %s", out)
+        log.info(
+            "  %s: AUROC %s (%d ECGs, %d AMI)", site, format_ci_pair(s["auroc"], s["auroc_ci"]), s["n"], s["positives"]
+        )
+    log.info("results: %s (%s)", out, R.REPORT)
 
 
 def run_server(grid: Grid, cfg: AppConfig) -> Path:
@@ -135,7 +132,7 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
         threshold = H.youden_threshold(tracker.best_val_histogram) if tracker.best_val_histogram is not None else None
         t_test = time.perf_counter()
         timing["rounds_s"] = t_test - t_rounds
-        test = final_test_round(roster, best, threshold)
+        test = final_test_round(roster, best, threshold, cfg)
     except HospitalsError as err:
         last = tracker.history[-1]["round"] if tracker.history else tracker.offset
         _write(out, O.STOPPED, {"reason": str(err), "round": last, "resume": str(out)})
@@ -152,6 +149,7 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
     _write(out, O.MESSAGES, audit)
     _write(out, O.TEST, test)
     _write(out, O.TIMING, {k: round(v, 3) for k, v in timing.items()})
+    R.write_report(out, test, tracker.history)
     _log_test(test, out)
     return out
 

@@ -23,6 +23,7 @@ from flwr.app import ArrayRecord, MetricRecord, RecordDict
 from common.federation import histograms as H
 from common.federation import outputs as O
 from common.federation import protocol as P
+from common.federation import results as R
 from common.training.engine import load_checkpoint, save_checkpoint
 
 SERVER_STATE: Final[str] = "server_state.pt"
@@ -43,6 +44,26 @@ def histograms_by_site(replies: Sequence[RecordDict]) -> dict[int, H.ScoreHistog
         m = _metrics(r)
         out[site_index(r)] = H.ScoreHistogram(np.asarray(m[P.POS_HIST]), np.asarray(m[P.NEG_HIST]))
     return out
+
+
+def site_test(reply: RecordDict, names: Sequence[str]) -> R.SiteTest:
+    """A checked test reply (``server.roster.check_reply``) as plain objects."""
+    m = _metrics(reply)
+    counts = H.ThresholdCounts(*(int(P.number(m, k)) for k in (P.TP, P.FP, P.TN, P.FN))) if P.TP in m else None
+    replicates = None
+    if P.REP_BINS in m:
+        bins = np.asarray(m[P.REP_BINS], np.int64)
+        rows = (-1, len(bins))
+        replicates = H.ReplicateHistograms(
+            bins, np.asarray(m[P.REP_POS]).reshape(rows), np.asarray(m[P.REP_NEG]).reshape(rows)
+        )
+    return R.SiteTest(
+        hospital=names[site_index(reply)],
+        histogram=H.ScoreHistogram(np.asarray(m[P.POS_HIST]), np.asarray(m[P.NEG_HIST])),
+        n_patients=int(P.number(m, P.NUM_PATIENTS)),
+        counts=counts,
+        replicates=replicates,
+    )
 
 
 def histogram_summary(hists: dict[int, H.ScoreHistogram], names: Sequence[str]) -> dict[str, Any]:

@@ -322,4 +322,28 @@ def check_reply(content: RecordDict, kind: str, sent: dict[str, tuple[tuple[int,
         counts = np.asarray([*pos, *neg])
         if (counts < 0).any() or counts.sum() != n:
             return f"score histograms that do not count its {int(n)} ECGs"
+        try:
+            patients = P.number(metrics, P.NUM_PATIENTS)
+        except (TypeError, KeyError) as err:
+            return f"bad metrics: {err}"
+        if not 1 <= patients <= n:
+            return f"{P.NUM_PATIENTS} = {patients:g} for {int(n)} ECGs"
+        return _check_replicates(metrics, counts[: H.N_BINS] + counts[H.N_BINS :])
+    return ""
+
+
+def _check_replicates(metrics: Any, per_bin: np.ndarray) -> str:
+    """Bootstrap replicates, where sent: in the bins its ECGs fill, whole rows, no negative count."""
+    if P.REP_BINS not in metrics:
+        return ""
+    bins, pos, neg = (metrics.get(k) for k in (P.REP_BINS, P.REP_POS, P.REP_NEG))
+    if not all(isinstance(v, list) for v in (bins, pos, neg)):
+        return "bootstrap replicates that are not lists"
+    b = np.asarray(bins)
+    if len(b) == 0 or len(pos) != len(neg) or len(pos) % len(b) or not np.issubdtype(b.dtype, np.integer):
+        return "bootstrap replicates of the wrong shape"
+    if set(b.tolist()) != set(np.flatnonzero(per_bin).tolist()) or (np.diff(b) <= 0).any():
+        return "bootstrap replicates in other bins than its ECGs"
+    if min(min(pos), min(neg)) < 0:
+        return "negative counts in bootstrap replicates"
     return ""

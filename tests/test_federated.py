@@ -132,7 +132,8 @@ def test_hospitals_train_with_their_share_of_the_pooled_batch(tiny_data_dir: Pat
 
 
 def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], tiny_data_dir: Path) -> None:
-    msg = _message(MessageType.EVALUATE, {P.SERVER_ROUND: 1, P.EVAL_SPLIT: "test", P.THRESHOLD: 0.5})
+    config = {P.SERVER_ROUND: 1, P.EVAL_SPLIT: "test", P.THRESHOLD: 0.5, P.N_BOOT: 40}
+    msg = _message(MessageType.EVALUATE, config)
 
     reply = make_client_app()(msg, _context(_app(tiny_data_dir), 0))
 
@@ -140,10 +141,19 @@ def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], t
     m = dict(reply.content.metric_records[P.METRICS])
     test = tiny_cohort[0].metadata["split"] == "test"
     n, n_pos = int(test.sum()), int(tiny_cohort[0].metadata.loc[test, "label"].sum())
-    assert set(m) == {P.NUM_EXAMPLES, P.SITE_INDEX, P.POS_HIST, P.NEG_HIST, P.TP, P.FP, P.TN, P.FN}
+    assert set(m) == {P.NUM_EXAMPLES, P.NUM_PATIENTS, P.SITE_INDEX, P.POS_HIST, P.NEG_HIST, P.TP, P.FP, P.TN, P.FN,
+                      P.REP_BINS, P.REP_POS, P.REP_NEG}  # fmt: skip
     assert len(m[P.POS_HIST]) == len(m[P.NEG_HIST]) == H.N_BINS  # fixed grid: no per-record list
     assert sum(m[P.POS_HIST]) == n_pos and sum(m[P.NEG_HIST]) == n - n_pos
     assert m[P.TP] + m[P.FN] == n_pos and m[P.TP] + m[P.FP] + m[P.TN] + m[P.FN] == n
+    assert m[P.NUM_PATIENTS] == tiny_cohort[0].metadata.loc[test, "patient_id"].nunique()
+    # the replicates: only the bins its ECGs fill, 40 rows of them, each drawing about n ECGs
+    occupied = np.flatnonzero(np.add(m[P.POS_HIST], m[P.NEG_HIST]))
+    assert m[P.REP_BINS] == occupied.tolist()
+    drawn = (np.reshape(m[P.REP_POS], (40, -1)) + np.reshape(m[P.REP_NEG], (40, -1))).sum(axis=1)
+    assert 0.5 * n < drawn.mean() < 1.5 * n
+    without = make_client_app()(_message(MessageType.EVALUATE, {P.EVAL_SPLIT: "val"}), _context(_app(tiny_data_dir), 0))
+    assert P.REP_BINS not in without.content.metric_records[P.METRICS]  # replicates only when asked
 
 
 def test_a_node_whose_store_is_missing_names_the_command_that_prepares_it(tmp_path: Path) -> None:

@@ -35,7 +35,10 @@ def honest(msg: Message, hospital: str) -> Message:
         return Message(RecordDict({P.ARRAYS: _weights(1.0), P.METRICS: metrics}), reply_to=msg)
     pos, neg = [0] * H.N_BINS, [0] * H.N_BINS
     pos[-1], neg[0] = 2, 8
-    metrics = MetricRecord({P.NUM_EXAMPLES: 10, P.SITE_INDEX: site, P.POS_HIST: pos, P.NEG_HIST: neg})
+    metrics = MetricRecord({P.NUM_EXAMPLES: 10, P.NUM_PATIENTS: 8, P.SITE_INDEX: site})
+    metrics.update({P.POS_HIST: pos, P.NEG_HIST: neg})
+    # two bootstrap replicates over its two occupied bins
+    metrics.update({P.REP_BINS: [0, H.N_BINS - 1], P.REP_POS: [0, 2, 0, 3], P.REP_NEG: [8, 0, 7, 0]})
     return Message(RecordDict({P.METRICS: metrics}), reply_to=msg)
 
 
@@ -219,16 +222,45 @@ def test_malformed_evaluation_histograms_are_rejected() -> None:
     fake = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"}, answer={2: bad(short), 3: bad(miscounted)})
     hg = _grid(fake, min_hospitals=1)
     hg.wait_for_all()
-    messages = [Message(RecordDict({P.CONFIG: ConfigRecord({})}), dst_node_id=n, message_type=MessageType.EVALUATE)
-                for n in hg.get_node_ids()]  # fmt: skip
 
-    replies = hg.send_and_receive(messages)
+    replies = hg.send_and_receive(_evaluate(hg))
 
     assert [r.metadata.src_node_id for r in replies] == [1]
     assert hg.events[-1].rejected == {
         "hospital_b": "score histograms of the wrong length",
         "hospital_c": "score histograms that do not count its 11 ECGs",
     }
+
+
+def _evaluate(hg: HospitalGrid) -> list[Message]:
+    return [Message(RecordDict({P.CONFIG: ConfigRecord({})}), dst_node_id=n, message_type=MessageType.EVALUATE)
+            for n in hg.get_node_ids()]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (P.NUM_PATIENTS, 11, "num-patients = 11 for 10 ECGs"),
+        (P.NUM_PATIENTS, 0, "num-patients = 0 for 10 ECGs"),
+        (P.REP_BINS, [0, 5], "bootstrap replicates in other bins than its ECGs"),
+        (P.REP_BINS, [H.N_BINS - 1, 0], "bootstrap replicates in other bins than its ECGs"),
+        (P.REP_POS, [0, 2, 0], "bootstrap replicates of the wrong shape"),
+        (P.REP_NEG, [8, 0, -7, 0], "negative counts in bootstrap replicates"),
+        (P.REP_NEG, 3.0, "bootstrap replicates that are not lists"),
+    ],
+)
+def test_malformed_bootstrap_replicates_and_patient_counts_are_rejected(key: str, value: object, reason: str) -> None:
+    def broken(reply: Message) -> None:
+        reply.content.metric_records[P.METRICS][key] = value  # type: ignore[assignment]
+
+    fake = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"}, answer={3: bad(broken)})
+    hg = _grid(fake, min_hospitals=1)
+    hg.wait_for_all()
+
+    replies = hg.send_and_receive(_evaluate(hg))
+
+    assert [r.metadata.src_node_id for r in replies] == [1, 2]
+    assert hg.events[-1].rejected == {"hospital_c": reason}
 
 
 def test_a_reply_from_another_node_than_the_one_asked_is_rejected() -> None:

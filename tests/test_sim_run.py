@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,43 @@ def test_default_command_runs_all_three_arms(tmp_path: Path) -> None:
     assert fed["trained_with"]["train"]["batch_size"] == 21 and fed["trained_with"]["train"]["num_threads"] == 1
     assert set(fed["trained_with"]["per_hospital"]) == {"hospital_a", "hospital_b", "hospital_c"}
     assert "federation overhead" in proc.stdout
+    assert (out / "gah" / "federated" / "results.md").stat().st_size > 0  # what a deployed run writes too
+    _federated_figures_agree_with_central_scoring(results, out, tmp_path / "data", n_boot=50)
+
+
+def _federated_figures_agree_with_central_scoring(results: dict, out: Path, data: Path, n_boot: int) -> None:  # type: ignore[type-arg]
+    """The federated arm's figures come from the hospitals' histograms and replicates; scoring its model where
+    the data is gives the same AUROC of the binned scores and CIs of the same width and place."""
+    from common.config import TrainConfig
+    from common.data.arrays import concat, load_split
+    from common.data.store import SiteStore
+    from common.evaluation.bootstrap import bootstrap_ci
+    from common.federation import histograms as H
+    from common.models import create_model
+    from common.training.engine import load_checkpoint, predict
+
+    app = json.loads((out / "gah" / "federated" / "app_config.json").read_text())
+    train = TrainConfig(**app["train"])
+    model = create_model(train.model)
+    model.load_state_dict(load_checkpoint(out / "gah" / "federated" / "best.pt"))
+    (cohort,) = data.glob("synthetic-*")
+    tests = {h: load_split(SiteStore.open(cohort / h), "test", train.target_fs) for h in ("hospital_a", "hospital_b",
+                                                                                           "hospital_c")}  # fmt: skip
+    tests["all"] = concat(list(tests.values()))
+    federated = {r["test_site"]: r for r in results["scores"] if r["arm"] == "federated"}
+    for site, d in tests.items():
+        if d.n_positive in (0, len(d)):
+            auroc = federated[site]["auroc"]
+            assert auroc is None or math.isnan(auroc), site  # one class: no rank figure either way
+            continue
+        binned = H.EDGES[H.bin_of(predict(model, d, train))]  # what a histogram keeps of each score
+        central = bootstrap_ci("auroc", d.y, binned, d.meta["patient_id"].to_numpy(), n_boot=n_boot)
+        got = federated[site]
+        assert got["auroc"] == pytest.approx(central.estimate, abs=1e-9), site
+        assert central.lower is not None and central.upper is not None
+        width = central.upper - central.lower
+        assert abs(got["auroc_lo"] - central.lower) < 0.5 * width + 0.02, (site, got, central)
+        assert abs(got["auroc_hi"] - central.upper) < 0.5 * width + 0.02, (site, got, central)
 
 
 def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ def site(rng: np.random.Generator, name: str, n: int, n_boot: int | None, index:
     y = (rng.random(n_patients) < 0.12)[patient].astype(int)
     scores = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 1.4 * y)))
     ids = np.array([f"{name}-{p}" for p in patient])
-    reps = None if n_boot is None else H.replicate_histograms(y, scores, ids, n_boot, R.hospital_seed(0, index))
+    reps = None if n_boot is None else H.replicate_histograms(y, scores, ids, n_boot, H.hospital_seed(0, index))
     test = R.SiteTest(name, H.histogram(y, scores), len(set(ids)), H.threshold_counts(y, scores, 0.5), reps)
     return test, {"y": y, "scores": scores, "ids": ids}
 
@@ -81,7 +81,7 @@ def test_a_missing_hospital_is_named_and_one_class_leaves_the_rank_figures_out()
 
 
 def test_hospital_seeds_differ_by_hospital_and_repeat_by_run_seed() -> None:
-    seeds = [R.hospital_seed(7, i) for i in range(5)]
+    seeds = [H.hospital_seed(7, i) for i in range(5)]
 
-    assert len(set(seeds)) == 5 and seeds == [R.hospital_seed(7, i) for i in range(5)]
-    assert R.hospital_seed(8, 0) != seeds[0]
+    assert len(set(seeds)) == 5 and seeds == [H.hospital_seed(7, i) for i in range(5)]
+    assert H.hospital_seed(8, 0) != seeds[0]

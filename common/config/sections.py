@@ -398,6 +398,19 @@ class OutputConfig(Frozen):
         return self
 
 
+class EvaluationConfig(Frozen):
+    """How results are estimated."""
+
+    n_boot: int = Field(
+        1000,
+        ge=10,
+        description="patient-bootstrap replicates for CIs (in a federated run each hospital draws its own patients)",
+    )
+
+
+N_BOOT_FIELD = EvaluationConfig.model_fields["n_boot"]
+
+
 class AppConfig(Frozen):
     """The Flower ServerApp's and ClientApps' settings: ``[tool.flwr.app.config]`` as typed sections.
 
@@ -408,6 +421,7 @@ class AppConfig(Frozen):
     data: StoresConfig = StoresConfig()
     train: TrainConfig = TrainConfig()
     federated: FederatedConfig = FederatedConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
 
 
@@ -423,7 +437,7 @@ class RunConfig(Frozen):
     federated: FederatedConfig = FederatedConfig()
     protocol: Literal["gah", "loho"] = Field("gah", description="gah: every hospital trains; loho: one held out")
     arms: tuple[Arm, ...] = Field(("federated", "pooled", "local"), min_length=1, description="arms to run")
-    n_boot: int = Field(1000, ge=10, description="patient-bootstrap replicates for AUROC CIs")
+    n_boot: int = Field(N_BOOT_FIELD.default, ge=10, description=N_BOOT_FIELD.description)
     out_dir: Path = Field(description="output folder")
     resume: Path | None = Field(None, description="a federated output folder to continue (GAH only)")
 
@@ -463,5 +477,5 @@ class StudyConfig(Frozen):
     models: tuple[str, ...] = Field((), description="models to train (default: every registered one and the baseline)")
     epochs: int = Field(20, ge=1, description="epochs at most per model")
     patience: int | None = Field(6, ge=1, description="stop after this many epochs without a better validation AUROC")
-    n_boot: int = Field(1000, ge=10, description="patient-bootstrap replicates for CIs")
+    n_boot: int = Field(N_BOOT_FIELD.default, ge=10, description=N_BOOT_FIELD.description)
     out_dir: Path = Field(description="output folder")

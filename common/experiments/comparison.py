@@ -12,8 +12,12 @@ LOHO: one fold per hospital, which is never trained on and is tested on all its 
 
 Every arm's Youden threshold is chosen on its own training hospitals' validation data and carried
 to the test sites (the threshold transfer the study reports). Every arm is scored at every test
-site the same way: AUROC with a patient-bootstrap CI, AUPRC, sensitivity and specificity, and at
-all test hospitals together (``all``). Each arm records the settings it actually trained with.
+site with the same figures: AUROC with a patient-bootstrap CI, AUPRC, sensitivity and specificity, and
+at all test hospitals together (``all``). The federated arm under GAH takes them from its final test
+round, as a deployment does: each hospital sends score histograms, counts and its own bootstrap
+replicates, never a score (``all``: a bootstrap stratified by hospital); the centralised arms, and
+the held-out hospital under LOHO, are scored where the data is. Each arm records the settings it
+actually trained with.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 from common.config import (
     AppConfig,
     CohortConfig,
+    EvaluationConfig,
     Frozen,
     OutputConfig,
     RunConfig,
@@ -185,6 +190,22 @@ def score_site(
     )  # fmt: skip
 
 
+def scores_from_histograms(arm: str, fold: str, test: Mapping[str, Any]) -> tuple[SiteScore, ...]:
+    """The federated final test round's figures (``test.json``: histograms, counts, bootstrap replicates)."""
+
+    def one(site: str, f: Mapping[str, Any]) -> SiteScore:
+        lo, hi = f["auroc_ci"] or (None, None)
+        return SiteScore(
+            arm, fold, site, f["n"], f["positives"], f["auroc"], lo, hi, f["auprc"], test["threshold"],
+            f.get("sensitivity"), f.get("specificity"),
+        )  # fmt: skip
+
+    out = [one(site, f) for site, f in test["sites"].items()]
+    if len(out) > 1:
+        out.append(one(ALL_SITES, test[ALL_SITES]))
+    return tuple(out)
+
+
 def score_tests(
     arm: str,
     fold: str,
@@ -273,6 +294,7 @@ def fold_app_config(cfg: RunConfig, prepared: Prepared, fold: Fold, out: Path) -
         data=StoresConfig(dir=cfg.data_dir, stores=prepared.path, hospitals=fold.train_sites),
         train=cfg.train,
         federated=cfg.federated,
+        evaluation=EvaluationConfig(n_boot=cfg.n_boot),
         output=OutputConfig(dir=out, resume=cfg.resume),
     )
 
@@ -329,7 +351,11 @@ def _federated_arm(
     best = fed_out / "best.pt"
     model.load_state_dict(load_checkpoint(best if best.is_file() else fed_out / "last.pt"))
     thr = outputs.test["threshold"]  # chosen by the server on the training hospitals' validation histograms
-    scores = score_tests("federated", fold.name, fd.test, model, cfg.train, thr, cfg)
+    if set(fd.test) <= set(outputs.test["sites"]):
+        # GAH: every test site is a hospital of the federation: its figures are those the hospitals sent
+        scores = scores_from_histograms("federated", fold.name, outputs.test)
+    else:  # LOHO: the held-out hospital is no node of the run; it is scored where its data is
+        scores = score_tests("federated", fold.name, fd.test, model, cfg.train, thr, cfg)
     arm = ArmResult("federated", _federated_training(app, outputs, fd), seconds, tuple(curve), thr, scores)
     return arm, outputs.test
 

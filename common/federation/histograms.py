@@ -158,6 +158,11 @@ class ReplicateHistograms:
         return pos, neg
 
 
+def hospital_seed(seed: int, hospital_index: int) -> int:
+    """The seed of one hospital's bootstrap draws: from (run seed, hospital), independent across hospitals."""
+    return int(np.random.SeedSequence([seed, hospital_index]).generate_state(1)[0])
+
+
 def replicate_histograms(
     y: np.ndarray, scores: np.ndarray, patient_ids: np.ndarray, n_boot: int, seed: int
 ) -> ReplicateHistograms:

@@ -210,6 +210,8 @@ class LocalEvalResult:
     num_examples: int
     histogram: H.ScoreHistogram
     counts: H.ThresholdCounts | None
+    n_patients: int
+    replicates: H.ReplicateHistograms | None
 
 
 def local_train(state: StateDict, data: EcgArrays, plan: LocalTraining) -> LocalTrainResult:
@@ -231,12 +233,25 @@ def local_train(state: StateDict, data: EcgArrays, plan: LocalTraining) -> Local
 
 
 def local_evaluate(
-    state: StateDict, data: EcgArrays, cfg: TrainConfig, threshold: float | None = None
+    state: StateDict,
+    data: EcgArrays,
+    cfg: TrainConfig,
+    threshold: float | None = None,
+    *,
+    n_boot: int | None = None,
+    boot_seed: int = 0,
 ) -> LocalEvalResult:
-    """Score the local split and reduce it to a score histogram (and counts at ``threshold``)."""
+    """Score the local split and reduce it to a score histogram (and counts at ``threshold``).
+
+    With ``n_boot`` also the hospital's patient-bootstrap replicates as histograms, drawn with ``boot_seed``.
+    """
     torch.set_num_threads(cfg.num_threads)
     model = create_model(cfg.model)
     model.load_state_dict(state)
     scores = predict(model, data, cfg)
     counts = H.threshold_counts(data.y, scores, threshold) if threshold is not None else None
-    return LocalEvalResult(len(data), H.histogram(data.y, scores), counts)
+    patients = data.meta["patient_id"].to_numpy()
+    replicates = None if n_boot is None else H.replicate_histograms(data.y, scores, patients, n_boot, boot_seed)
+    return LocalEvalResult(
+        len(data), H.histogram(data.y, scores), counts, int(data.meta["patient_id"].nunique()), replicates
+    )

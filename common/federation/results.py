@@ -2,7 +2,7 @@
 
 Each hospital sends, for its test split: the score histogram by label, its patient count, its
 confusion counts at the transferred threshold, and its patient-bootstrap replicates as histograms
-(drawn from its own patients with a seed of its own: :func:`hospital_seed`). Added up over hospitals,
+(drawn from its own patients with a seed of its own: :func:`histograms.hospital_seed`). Added up over hospitals,
 replicate r of every hospital is one replicate of a bootstrap stratified by hospital. No per-record
 score leaves a hospital.
 """
@@ -11,20 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
-
-import numpy as np
 
 from common.federation import histograms as H
 from common.federation.outputs import ALL_SITES
 
 ALPHA: Final[float] = 0.05
 """The CIs are 95 % percentile intervals, as the central bootstrap's (``bootstrap_ci``)."""
-
-
-def hospital_seed(seed: int, hospital_index: int) -> int:
-    """The seed of one hospital's bootstrap draws: from (run seed, hospital), independent across hospitals."""
-    return int(np.random.SeedSequence([seed, hospital_index]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -114,3 +108,62 @@ def summarise_test(
         "n_boot": n_boot,
         "problems": problems,
     }
+
+
+REPORT: Final[str] = "results.md"
+CURVE: Final[str] = "learning_curve.png"
+
+
+def test_table(test: dict[str, Any]) -> str:
+    """The final test round as a Markdown table: each hospital, then all of them."""
+    import pandas as pd
+
+    from common.evaluation.tables import format_ci_pair, format_value, markdown_table
+
+    rows = []
+    for name, f in [*test["sites"].items(), (ALL_SITES, test[ALL_SITES])]:
+        rows.append(
+            {
+                "hospital": name,
+                "ECGs": f["n"],
+                "AMI": f["positives"],
+                "patients": f["n_patients"],
+                "AUROC [95% CI]": format_ci_pair(f["auroc"], f["auroc_ci"]),
+                "AUPRC [95% CI]": format_ci_pair(f["auprc"], f["auprc_ci"]),
+                "sensitivity": format_value(f.get("sensitivity")),
+                "specificity": format_value(f.get("specificity")),
+            }
+        )
+    return markdown_table(pd.DataFrame(rows))
+
+
+def write_report(out: Path, test: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+    """``results.md`` (the test table, the rounds) and the validation learning curve, beside ``test.json``."""
+    from common.evaluation.plots import plot_learning_curves
+    from common.evaluation.tables import format_value
+
+    threshold = test["threshold"]
+    lines = [
+        "# Federated run: final test round",
+        "",
+        f"Model of the best validation round, tested at every hospital on its own test split; the Youden threshold "
+        f"{format_value(threshold)} was chosen on the training hospitals' pooled validation histograms. CIs: "
+        f"patient bootstrap within each hospital ({test['n_boot']} replicates, stratified by hospital for 'all'), "
+        "from score histograms only.",
+        "",
+        test_table(test),
+        "",
+    ]
+    if test["missing"]:
+        lines += [f"Not tested (no usable reply): {', '.join(test['missing'])}.", ""]
+    if test["problems"]:
+        lines += ["Problems: " + "; ".join(test["problems"]) + ".", ""]
+    lines += ["## Rounds", "", "| round | training loss | validation AUROC (all) | trained |", "|---|---|---|---|"]
+    for h in history:
+        auc = h.get("val", {}).get(ALL_SITES, {}).get("auroc")
+        lines.append(f"| {h['round']} | {format_value(h.get('train_loss'))} | {format_value(auc)} | "
+                     f"{', '.join(h.get('trained', []))} |")  # fmt: skip
+    (out / REPORT).write_text("\n".join(lines) + "\n")
+    rounds = [int(h["round"]) for h in history]
+    aurocs = [h.get("val", {}).get(ALL_SITES, {}).get("auroc") for h in history]
+    plot_learning_curves({"federated": (rounds, aurocs)}, out / CURVE)
