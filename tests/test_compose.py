@@ -140,4 +140,7 @@ def test_the_compose_deployment_completes_a_run_with_each_hospital_isolated(
     history = json.loads(next(run.rglob("history.json")).read_text())
     assert [h["round"] for h in history][-1] == 2
     assert sorted(history[-1]["trained"]) == HOSPITALS
+    test = json.loads(next(run.rglob("test.json")).read_text())
+    assert set(test["sites"]) == set(HOSPITALS) and test["all"]["auroc_ci"] is not None  # CIs from replicates
+    assert (run / "results.md").is_file() and (run / "results.json").is_file()
     assert "completed" in log

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def deployment(prepared: tuple[Path, Path], tmp_path: Path) -> Iterator[Deployme
         dep.close()
 
 
-def _outputs(out: Path) -> dict[str, object]:
+def _outputs(out: Path) -> dict[str, Any]:
     return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
 
 
@@ -70,8 +71,14 @@ def test_tls_and_authenticated_nodes_complete_a_run_and_a_stranger_is_refused(
 
     out = _outputs(tmp_path / "out")
     assert status == "finished:completed", dep.log("superlink")[-3000:]
-    assert [h["round"] for h in out["history"]] == [1, 2]  # type: ignore[index]
-    assert set(out["test"]["sites"]) == set(HOSPITALS)  # type: ignore[index]
+    assert [h["round"] for h in out["history"]] == [1, 2]
+    assert set(out["test"]["sites"]) == set(HOSPITALS)
+    lo, hi = out["test"]["all"]["auroc_ci"]
+    assert lo <= out["test"]["all"]["auroc"] <= hi  # from the hospitals' replicates
+    assert [r["test_site"] for r in out["results"]["scores"]] == [*HOSPITALS, "all"]
+    report = (tmp_path / "out" / "results.md").read_text().splitlines()
+    table = [line for line in report if line.startswith("| hospital_")]
+    assert [line.split(" | ")[0] for line in table] == [f"| {h}" for h in HOSPITALS]  # the test table
     dep.wait_for(lambda: stranger.poll() is not None or "Failed to activate" in dep.log("stranger"), 60, "the refusal")
     assert "Failed to activate SuperNode" in dep.log("stranger")
 

@@ -76,11 +76,20 @@ def test_default_command_runs_all_three_arms(tmp_path: Path) -> None:
     assert fed["trained_with"]["train"]["batch_size"] == 21 and fed["trained_with"]["train"]["num_threads"] == 1
     assert set(fed["trained_with"]["per_hospital"]) == {"hospital_a", "hospital_b", "hospital_c"}
     assert "federation overhead" in proc.stdout
-    assert (out / "gah" / "federated" / "results.md").stat().st_size > 0  # what a deployed run writes too
+    # what a deployed run writes too: the same score rows the comparison reports for the federated arm
+    run = out / "gah" / "federated"
+    assert (run / "results.md").stat().st_size > 0 and (run / "learning_curve.png").stat().st_size > 0
+    deployed_rows = json.loads((run / "results.json").read_text())["scores"]
+    fed_rows = [r for r in results["scores"] if r["arm"] == "federated"]
+    assert [r["test_site"] for r in deployed_rows] == [r["test_site"] for r in fed_rows]
+    for mine, theirs in zip(deployed_rows, fed_rows, strict=True):
+        for key in ("n", "positives", "auroc", "auroc_lo", "auroc_hi", "auprc", "sensitivity", "specificity"):
+            a, b = mine[key], theirs[key]
+            assert a == b or (a is None and math.isnan(b)), (key, mine, theirs)  # None is NaN in the table
     _federated_figures_agree_with_central_scoring(results, out, tmp_path / "data", n_boot=50)
 
 
-def _federated_figures_agree_with_central_scoring(results: dict, out: Path, data: Path, n_boot: int) -> None:  # type: ignore[type-arg]
+def _federated_figures_agree_with_central_scoring(results: dict, out: Path, data: Path, n_boot: int) -> None:
     """The federated arm's figures come from the hospitals' histograms and replicates; scoring its model where
     the data is gives the same AUROC of the binned scores and CIs of the same width and place."""
     from common.config import TrainConfig

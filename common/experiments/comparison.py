@@ -56,6 +56,7 @@ from common.evaluation.tables import format_ci, format_value, markdown_table
 from common.evaluation.thresholds import threshold_metrics
 from common.federation.hospital import local_train_config
 from common.federation.outputs import ALL_SITES, FederatedOutputs
+from common.federation.results import score_rows
 from common.models import create_model
 from common.training.engine import EpochLog, fit, load_checkpoint, predict, seed_everything
 
@@ -192,18 +193,7 @@ def score_site(
 
 def scores_from_histograms(arm: str, fold: str, test: Mapping[str, Any]) -> tuple[SiteScore, ...]:
     """The federated final test round's figures (``test.json``: histograms, counts, bootstrap replicates)."""
-
-    def one(site: str, f: Mapping[str, Any]) -> SiteScore:
-        lo, hi = f["auroc_ci"] or (None, None)
-        return SiteScore(
-            arm, fold, site, f["n"], f["positives"], f["auroc"], lo, hi, f["auprc"], test["threshold"],
-            f.get("sensitivity"), f.get("specificity"),
-        )  # fmt: skip
-
-    out = [one(site, f) for site, f in test["sites"].items()]
-    if len(out) > 1:
-        out.append(one(ALL_SITES, test[ALL_SITES]))
-    return tuple(out)
+    return tuple(SiteScore(arm=arm, fold=fold, **row) for row in score_rows(dict(test)))
 
 
 def score_tests(

@@ -9,6 +9,7 @@ score leaves a hospital.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,24 @@ def summarise_test(
     }
 
 
+def score_rows(test: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per tested hospital, then ``all`` where there are several: the figures the comparison reports."""
+
+    def row(site: str, f: dict[str, Any]) -> dict[str, Any]:
+        lo, hi = f["auroc_ci"] or (None, None)
+        return {
+            "test_site": site, "n": f["n"], "positives": f["positives"], "auroc": f["auroc"], "auroc_lo": lo,
+            "auroc_hi": hi, "auprc": f["auprc"], "threshold": test["threshold"],
+            "sensitivity": f.get("sensitivity"), "specificity": f.get("specificity"),
+        }  # fmt: skip
+
+    rows = [row(site, f) for site, f in test["sites"].items()]
+    if len(rows) > 1:
+        rows.append(row(ALL_SITES, test[ALL_SITES]))
+    return rows
+
+
+RESULTS: Final[str] = "results.json"
 REPORT: Final[str] = "results.md"
 CURVE: Final[str] = "learning_curve.png"
 
@@ -138,7 +157,8 @@ def test_table(test: dict[str, Any]) -> str:
 
 
 def write_report(out: Path, test: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
-    """``results.md`` (the test table, the rounds) and the validation learning curve, beside ``test.json``."""
+    """``results.json`` (the comparison's score rows, the curve), ``results.md`` (the test table, the rounds) and
+    the validation learning curve, beside ``test.json``."""
     from common.evaluation.plots import plot_learning_curves
     from common.evaluation.tables import format_value
 
@@ -166,4 +186,17 @@ def write_report(out: Path, test: dict[str, Any], history: Sequence[dict[str, An
     (out / REPORT).write_text("\n".join(lines) + "\n")
     rounds = [int(h["round"]) for h in history]
     aurocs = [h.get("val", {}).get(ALL_SITES, {}).get("auroc") for h in history]
+    curve = [
+        {"round": r, "train_loss": h.get("train_loss"), "val_auroc": a}
+        for r, h, a in zip(rounds, history, aurocs, strict=True)
+    ]
+    results = {
+        "scores": [{"arm": "federated", **row} for row in score_rows(test)],
+        "n_boot": test["n_boot"],
+        "missing": test["missing"],
+        "problems": test["problems"],
+        "curve": curve,
+        "settings": "app_config.json",
+    }
+    (out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     plot_learning_curves({"federated": (rounds, aurocs)}, out / CURVE)
