@@ -37,13 +37,14 @@ def site_index(reply: RecordDict) -> int:
     return int(P.number(_metrics(reply), P.SITE_INDEX))
 
 
+def _histogram(reply: RecordDict) -> H.ScoreHistogram:
+    m = _metrics(reply)
+    return H.ScoreHistogram(np.asarray(m[P.POS_HIST]), np.asarray(m[P.NEG_HIST]))
+
+
 def histograms_by_site(replies: Sequence[RecordDict]) -> dict[int, H.ScoreHistogram]:
     """Each hospital's score histogram from evaluation replies, by the hospital's index."""
-    out: dict[int, H.ScoreHistogram] = {}
-    for r in replies:
-        m = _metrics(r)
-        out[site_index(r)] = H.ScoreHistogram(np.asarray(m[P.POS_HIST]), np.asarray(m[P.NEG_HIST]))
-    return out
+    return {site_index(r): _histogram(r) for r in replies}
 
 
 def site_test(reply: RecordDict, names: Sequence[str]) -> R.SiteTest:
@@ -59,7 +60,7 @@ def site_test(reply: RecordDict, names: Sequence[str]) -> R.SiteTest:
         )
     return R.SiteTest(
         hospital=names[site_index(reply)],
-        histogram=H.ScoreHistogram(np.asarray(m[P.POS_HIST]), np.asarray(m[P.NEG_HIST])),
+        histogram=_histogram(reply),
         n_patients=int(P.number(m, P.NUM_PATIENTS)),
         counts=counts,
         replicates=replicates,
@@ -68,18 +69,11 @@ def site_test(reply: RecordDict, names: Sequence[str]) -> R.SiteTest:
 
 def histogram_summary(hists: dict[int, H.ScoreHistogram], names: Sequence[str]) -> dict[str, Any]:
     """AUROC/AUPRC at all hospitals together and at each (by name) from histograms (None where a class is missing)."""
-
-    def scores(h: H.ScoreHistogram) -> dict[str, Any]:
-        ok = h.n_pos > 0 and h.n_neg > 0
-        return {
-            "n": h.n_pos + h.n_neg,
-            "positives": h.n_pos,
-            "auroc": H.auroc(h) if ok else None,
-            "auprc": H.auprc(h) if ok else None,
-        }
-
     everything = sum(hists.values(), H.empty())
-    return {O.ALL_SITES: scores(everything), "sites": {names[k]: scores(v) for k, v in sorted(hists.items())}}
+    return {
+        O.ALL_SITES: R.point_figures(everything),
+        "sites": {names[k]: R.point_figures(v) for k, v in sorted(hists.items())},
+    }
 
 
 def _differences(got: Any, want: Any, where: str = "") -> list[str]:

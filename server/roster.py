@@ -94,7 +94,6 @@ class HospitalGrid:
         self.node_of: dict[str, int] = {}
         self.claims: dict[int, str] = {}
         """Every node asked, and the hospital it named (``""`` when it did not answer)."""
-        self.unsent: list[int] = []  # nodes of the last exchange whose message the SuperLink did not take
         self.duplicates: dict[str, set[int]] = {}
         self.sent: list[tuple[str, int]] = []
         self.events: list[RoundEvents] = []
@@ -112,7 +111,8 @@ class HospitalGrid:
             for n in nodes
         ]
         answered = set()
-        for node, reply in self._exchange(query):
+        replies, _ = self._exchange(query)  # a node whose message was not taken did not answer: see below
+        for node, reply in replies:
             answered.add(node)
             if reply.has_error():
                 self.claims[node] = ""
@@ -214,15 +214,15 @@ class HospitalGrid:
     def hospital_of(self, node: int) -> str:
         return self.claims.get(node, "")
 
-    def _exchange(self, messages: list[Message]) -> list[tuple[int, Message]]:
+    def _exchange(self, messages: list[Message]) -> tuple[list[tuple[int, Message]], list[int]]:
         """Push, then pull every reply (errors included) with a short poll; each with the node it was sent to.
 
         A reply is matched to its node through the message it answers: the error reply Flower makes for a
-        lost node does not come from that node.
+        lost node does not come from that node. Also returns the nodes whose message the SuperLink did not take.
         """
         pushed = list(self._grid.push_messages(messages))  # in the messages' order; None: not pushed
         node_of = {mid: m.metadata.dst_node_id for mid, m in zip(pushed, messages, strict=True) if mid is not None}
-        self.unsent = [m.metadata.dst_node_id for mid, m in zip(pushed, messages, strict=True) if mid is None]
+        unsent = [m.metadata.dst_node_id for mid, m in zip(pushed, messages, strict=True) if mid is None]
         replies: list[tuple[int, Message]] = []
         ids = set(node_of)
         while ids:
@@ -231,7 +231,7 @@ class HospitalGrid:
             ids.difference_update(m.metadata.reply_to_message_id for m in got)
             if ids:
                 self._sleep(self.poll_s)
-        return replies
+        return replies, unsent
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         """Replies in hospital order; malformed ones removed; an error when fewer than the minimum are valid."""
@@ -245,8 +245,8 @@ class HospitalGrid:
         }
         events = RoundEvents(kind)
         kept: list[tuple[int, Message]] = []
-        exchanged = self._exchange(messages)
-        for node in self.unsent:
+        exchanged, unsent = self._exchange(messages)
+        for node in unsent:
             events.lost[self.hospital_of(node) or f"node {node}"] = "the SuperLink did not take its message"
         for node, reply in exchanged:
             name = self.hospital_of(node) or f"node {node}"

@@ -86,9 +86,9 @@ def _base() -> dict[str, Any]:
     return {"image": IMAGE, "environment": dict(ENVIRONMENT)}
 
 
-def superlink_service(root: str, networks: Sequence[str] | None, publish: bool) -> dict[str, Any]:
+def superlink_service(root: str, networks: Sequence[str] | None, *, publish: bool, build: bool) -> dict[str, Any]:
     service = _base()
-    service["build"] = {"context": ".", "dockerfile": "Dockerfile"} if root == "./deploy" else None
+    service["build"] = {"context": ".", "dockerfile": "Dockerfile"} if build else None  # beside the checkout
     service["command"] = (
         f"flower-superlink --host 0.0.0.0 --port {PORT} --ssl-ca-certfile /secrets/ca.crt "
         "--ssl-certfile /secrets/superlink.crt --ssl-keyfile /secrets/superlink.key --enable-supernode-auth "
@@ -160,7 +160,9 @@ def coordinator_service(
 def one_machine(hospitals: Sequence[str]) -> dict[str, Any]:
     """The top-level compose file: every site on this machine, each hospital on a network of its own."""
     root = "./deploy"
-    services: dict[str, Any] = {SUPERLINK: superlink_service(root, ["coordination", *hospitals], publish=False)}
+    services: dict[str, Any] = {
+        SUPERLINK: superlink_service(root, ["coordination", *hospitals], publish=False, build=True)
+    }
     services |= {f"supernode-{h}": node_service(h, f"{SUPERLINK}:{PORT}", root, network=h) for h in hospitals}
     services[COORDINATOR] = coordinator_service(hospitals, root, "compose", ["coordination"], rounds="2")
     return {
@@ -177,7 +179,7 @@ def multi_host(hospitals: Sequence[str], superlink: str) -> dict[str, dict[str, 
         COORDINATOR: {
             "name": "fedami-coordinator",
             "services": {
-                SUPERLINK: superlink_service(".", None, publish=True),
+                SUPERLINK: superlink_service(".", None, publish=True, build=False),
                 COORDINATOR: coordinator_service(hospitals, ".", "federated", None, rounds=None),
             },
             "volumes": {"superlink-state": {}},

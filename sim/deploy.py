@@ -173,11 +173,16 @@ def write_connection(name: str, superlink: str, ca: Path | None, home: Path | No
 # ------------------------------------------------------------------------------------------------ the flwr CLI
 
 
-def flwr(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """The ``flwr`` command beside this interpreter (the same environment), telemetry off."""
+def _flwr_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """The ``flwr`` command beside this interpreter (the same environment) with ``args``, and its environment."""
     exe = Path(sys.executable).with_name("flwr")
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
-    proc = subprocess.run([str(exe if exe.exists() else "flwr"), *args], capture_output=True, text=True, env=env)
+    return [str(exe if exe.exists() else "flwr"), *args], {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+
+
+def flwr(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``flwr`` with ``args``, telemetry off; a failure is an error unless ``check`` is False."""
+    argv, env = _flwr_command(*args)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise RuntimeError(f"flwr {' '.join(args[:2])} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
     return proc
@@ -240,9 +245,8 @@ def submit(overrides: dict[str, object], connection: str, app: Path) -> str:
 
 def stream_log(run_id: str, connection: str) -> subprocess.Popen[bytes]:
     """``flwr log --stream`` of the run, to this process's output (its exit code means nothing)."""
-    exe = Path(sys.executable).with_name("flwr")
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
-    return subprocess.Popen([str(exe if exe.exists() else "flwr"), "log", run_id, connection, "--stream"], env=env)
+    argv, env = _flwr_command("log", run_id, connection, "--stream")
+    return subprocess.Popen(argv, env=env)
 
 
 def follow(
@@ -297,6 +301,8 @@ def _hospitals(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from common.config import options as O
+
     p = argparse.ArgumentParser(
         prog="fedami deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -327,9 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     com.add_argument("--one-machine", action="store_true", help="every site on this machine, in one file")
     run = sub.add_parser("run", help="submit a run, stream it, exit with its real status")
     run.add_argument("--connection", default=CONNECTION)
-    run.add_argument(
-        "--set", dest="set_", action="append", metavar="KEY=VALUE", help="a run-config setting (repeatable)"
-    )
+    O.add_set_option(run)
     run.add_argument("--resume", type=Path, default=None, help="continue the run saved in this output folder")
     run.add_argument(
         "--app", type=Path, default=None, help="the Flower app's folder (default: $FEDAMI_APP_DIR or the checkout)"

@@ -33,6 +33,17 @@ class SiteTest:
     replicates: H.ReplicateHistograms | None
 
 
+def point_figures(histogram: H.ScoreHistogram) -> dict[str, Any]:
+    """ECGs, AMI, AUROC and AUPRC of a histogram; the rank figures None where a class is missing."""
+    ok = histogram.n_pos > 0 and histogram.n_neg > 0
+    return {
+        "n": histogram.n_pos + histogram.n_neg,
+        "positives": histogram.n_pos,
+        "auroc": H.auroc(histogram) if ok else None,
+        "auprc": H.auprc(histogram) if ok else None,
+    }
+
+
 def figures(
     histogram: H.ScoreHistogram,
     n_patients: int,
@@ -45,17 +56,12 @@ def figures(
     ``replicates`` None (a hospital sent none) leaves the CIs out rather than computing them from part
     of the data; a class missing leaves every rank figure out.
     """
-    out: dict[str, Any] = {"n": histogram.n_pos + histogram.n_neg, "positives": histogram.n_pos}
-    out["n_patients"] = n_patients
-    ok = histogram.n_pos > 0 and histogram.n_neg > 0
-    for metric in ("auroc", "auprc"):
-        if ok and replicates:
+    out = {**point_figures(histogram), "n_patients": n_patients, "auroc_ci": None, "auprc_ci": None}
+    if out["auroc"] is not None and replicates:
+        for metric in ("auroc", "auprc"):
             ci = H.histogram_ci(histogram, list(replicates), metric, alpha=ALPHA, seed=seed, n_patients=n_patients)
-            out[metric], out[f"{metric}_ci"] = ci.estimate, [ci.lower, ci.upper]
+            out[f"{metric}_ci"] = [ci.lower, ci.upper]
             out["n_boot"], out["n_boot_valid"] = ci.n_boot, ci.n_valid
-        else:
-            out[metric] = (H.auroc if metric == "auroc" else H.auprc)(histogram) if ok else None
-            out[f"{metric}_ci"] = None
     if counts is not None:
         out.update(
             tp=counts.tp, fp=counts.fp, tn=counts.tn, fn=counts.fn,
