@@ -20,6 +20,7 @@ from common.federation.hospital import (
     app_config,
     claimed_hospital,
     hospital_of,
+    hospital_spec,
     hospital_split,
     local_evaluate,
     local_train,
@@ -55,6 +56,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         )
         metrics: dict[str, MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,
+            P.NUM_POSITIVES: res.num_positives,
             P.TRAIN_LOSS: res.train_loss,
             P.SITE_INDEX: hospital.index,
         }
@@ -64,7 +66,12 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         content: dict[str, ArrayRecord | MetricRecord | ConfigRecord] = {
             P.ARRAYS: ArrayRecord(state),
             P.METRICS: MetricRecord(metrics),
-            P.CONFIG: ConfigRecord({P.TRAINED_WITH: res.trained_with.model_dump_json()}),
+            P.CONFIG: ConfigRecord(
+                {
+                    P.TRAINED_WITH: res.trained_with.model_dump_json(),
+                    P.INPUT_SPEC: hospital_spec(cfg, hospital).model_dump_json(),
+                }
+            ),
         }
         return Message(RecordDict(content), reply_to=msg)
 

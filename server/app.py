@@ -16,6 +16,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
+from torch import nn
 
 from common.config import AppConfig
 from common.config.paths import server_out_dir
@@ -26,6 +27,7 @@ from common.federation import protocol as P
 from common.federation import results as R
 from common.federation.hospital import Hospital, app_config, hospitals, planned_training
 from common.models import create_model
+from common.models.card import ModelCard, common_spec, make_card, write_card
 from common.training.engine import load_checkpoint, seed_everything
 from server.checkpoints import RoundTracker, site_test
 from server.roster import HospitalGrid, HospitalsError
@@ -72,6 +74,27 @@ def _log_test(test: Mapping[str, Any], out: Path) -> None:
     log.info("results: %s (%s)", out, R.REPORT)
 
 
+THRESHOLD_SOURCE = "Youden on the training hospitals' pooled validation histograms of the kept round"
+
+
+def _card(
+    cfg: AppConfig, model: nn.Module, tracker: RoundTracker, kept: str, val_auroc: float | None, threshold: float | None
+) -> ModelCard:
+    """The card of a federated checkpoint: the hospitals' own account of their data, the run's settings."""
+    return make_card(
+        model,
+        train=cfg.train,
+        spec=common_spec(tracker.specs),
+        arm="federated",
+        training_data=tracker.training_data,
+        kept=kept,
+        validation_auroc=val_auroc,
+        threshold=threshold,
+        threshold_source=THRESHOLD_SOURCE if threshold is not None else "none yet: chosen when the run ends",
+        config=cfg,
+    )
+
+
 def run_server(grid: Grid, cfg: AppConfig) -> Path:
     """One federated run: wait for every hospital, train the rounds, test; returns the output folder."""
     t0 = time.perf_counter()
@@ -105,6 +128,7 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
         mode="json"
     )
     tracker.events = roster.events
+    tracker.card = partial(_card, cfg, model, tracker)
     remaining = f.rounds - tracker.offset
     if remaining < 0:
         raise ValueError(f"checkpoint is at round {tracker.offset}, past the {f.rounds} rounds asked for")
@@ -139,6 +163,9 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
         log.error("stopped after round %s: %s", last, err)
         raise
     timing["test_round_s"] = time.perf_counter() - t_test
+    if (out / "best.pt").is_file() and tracker.specs:
+        kept = f"round {tracker.best_round} of {f.rounds} (best validation AUROC over all training hospitals)"
+        write_card(out / "best.pt", _card(cfg, model, tracker, kept, tracker.best_auroc, threshold))
     timing["server_app_s"] = time.perf_counter() - t0
     audit = {
         "sent": roster.sent,

@@ -24,6 +24,7 @@ from common.federation import histograms as H
 from common.federation import outputs as O
 from common.federation import protocol as P
 from common.federation import results as R
+from common.models.card import HospitalData, InputSpec, ModelCard, common_spec, write_card
 from common.training.engine import load_checkpoint, save_checkpoint
 
 SERVER_STATE: Final[str] = "server_state.pt"
@@ -110,6 +111,12 @@ class RoundTracker:
     """Per hospital, what it reported training with in each round (``trained_with.json``)."""
     expect: Callable[[int, int], dict[str, Any]] | None = None
     """What hospital ``i`` must train with in round ``r`` (the server's plan); a reply that differs stops the run."""
+    card: Callable[[str, float | None, float | None], ModelCard] | None = None
+    """``(kept, validation AUROC, threshold) -> the model card`` written beside every checkpoint."""
+    specs: dict[str, InputSpec] = field(default_factory=dict)
+    """How each hospital's data were prepared, as its training replies say (they must agree)."""
+    training_data: dict[str, HospitalData] = field(default_factory=dict)
+    """Each hospital's training ECGs and positives, as its last training reply says."""
     events: Sequence[Any] = ()
     """The grid's record of lost hospitals and rejected replies (:class:`server.roster.RoundEvents`), in order."""
     _events_seen: int = 0
@@ -163,6 +170,11 @@ class RoundTracker:
                 if self.expect is not None:
                     _check_training(name, reported, self.expect(site_index(r), int(reported["server_round"])))
                 self.trained_with.setdefault(name, []).append(reported)
+            if config is not None and P.INPUT_SPEC in config:
+                self.specs[name] = InputSpec.model_validate_json(str(config[P.INPUT_SPEC]))
+                common_spec(self.specs)  # hospitals whose data were prepared differently stop the run here
+            positives = int(P.number(m, P.NUM_POSITIVES)) if P.NUM_POSITIVES in m else None
+            self.training_data[name] = HospitalData(ecgs=int(P.number(m, weight_key)), positives=positives)
             trained[name] = {"examples": int(P.number(m, weight_key)), "loss": P.number(m, P.TRAIN_LOSS)}
         self._round = {
             "train_loss": loss,
@@ -206,6 +218,8 @@ class RoundTracker:
         if self.out_dir is not None:
             state = arrays.to_torch_state_dict()
             save_checkpoint(self.out_dir / "last.pt", state, {"round": global_round, "metrics": entry})
+            if self.card is not None:
+                write_card(self.out_dir / "last.pt", self.card(f"round {global_round} (the last so far)", auc, None))
             server = self.server_state() if self.server_state is not None else {}
             if server:
                 tensors = {k: torch.from_numpy(np.array(v)) for k, v in server.items()}
@@ -214,6 +228,9 @@ class RoundTracker:
             (self.out_dir / O.TRAINED_WITH).write_text(json.dumps(self.trained_with, indent=2) + "\n")
             if improved and self._val is not None:
                 save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})
+                if self.card is not None:
+                    kept = f"round {global_round} (best validation AUROC so far; no threshold until the run ends)"
+                    write_card(self.out_dir / "best.pt", self.card(kept, auc, None))
                 np.savez(self.out_dir / "best_val_histogram.npz", pos=self._val.pos, neg=self._val.neg)
         self._round, self._val = {}, None
         self._lap()  # checkpoint writing is counted in neither phase

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.data.store import StoreError
     from common.experiments.study import run_study
     from common.models import list_models
+    from common.models.card import spec_of_stores
     from common.models.feature_baseline import FEATURE_BASELINE
 
     try:
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, part in (("train", train), ("val", val), ("test", test)):
         print(f"pooled {name}: {len(part)} ECGs, {part.n_positive} AMI")
     title = "PTB-XL (real), pooled" if cfg.data.kind == "ptbxl" else f"{cfg.data.kind.capitalize()} data, pooled"
-    table = run_study(cfg, models, train, val, test, title=title, data_table=data_table, reuse=args.reuse)
+    spec = spec_of_stores(prepared.stores, cfg.train.target_fs)
+    table = run_study(cfg, models, train, val, test, title=title, data_table=data_table, spec=spec, reuse=args.reuse)
     print()
     print(table.to_string(index=False))
     print(f"report: {cfg.out_dir / 'report.md'}")

@@ -26,6 +26,7 @@ from common.federation.hospital import (
     round_seed,
 )
 from common.models import create_model
+from common.models.card import InputSpec, store_spec
 
 from .conftest import TINY
 from .test_engine import _toy
@@ -66,8 +67,12 @@ def test_train_reply_holds_weights_aggregates_and_the_settings_used(
     assert [a.shape for a in got] == [a.shape for a in sent]
     assert any(not np.array_equal(a, b) for a, b in zip(got, sent, strict=True))
     metrics = dict(reply.content.metric_records[P.METRICS])
-    assert set(metrics) == {P.NUM_EXAMPLES, P.TRAIN_LOSS, P.SITE_INDEX}
-    assert metrics[P.NUM_EXAMPLES] == int((tiny_cohort[2].metadata["split"] == "train").sum())
+    assert set(metrics) == {P.NUM_EXAMPLES, P.NUM_POSITIVES, P.TRAIN_LOSS, P.SITE_INDEX}
+    train_rows = tiny_cohort[2].metadata["split"] == "train"
+    assert metrics[P.NUM_EXAMPLES] == int(train_rows.sum())
+    assert metrics[P.NUM_POSITIVES] == int(tiny_cohort[2].metadata.loc[train_rows, "label"].sum())
+    spec = InputSpec.model_validate_json(str(reply.content.config_records[P.CONFIG][P.INPUT_SPEC]))
+    assert spec == store_spec(tiny_cohort[2], app.train.target_fs)  # how its data were prepared, for the model card
     assert metrics[P.SITE_INDEX] == 2
     used = LocalTraining.model_validate_json(str(reply.content.config_records[P.CONFIG][P.TRAINED_WITH]))
     assert used == planned_training(app, Hospital(2, "hospital_c", Path()), 1, 0.0)

@@ -47,6 +47,13 @@ def test_centralised_arms_smoke_run(tmp_path: Path) -> None:
     assert pooled["passes"] == 2 and len(arms["pooled"]["curve"]) == 2 and "epochs" not in results["config"]["train"]
     assert (pooled["train"]["batch_size"], pooled["train"]["seed"], pooled["train"]["num_threads"]) == (64, 3, 2)
     assert arms["local:hospital_b"]["trained_with"]["hospitals"] == ["hospital_b"]
+    # every arm's kept model is saved with its card: threshold and training data as the arm reported them
+    from common.models.card import load_model
+
+    for arm, folder in (("pooled", "pooled"), ("local:hospital_b", "local-hospital_b")):
+        _, card = load_model(out / "gah" / folder / "model.pt")
+        assert card.arm == arm and card.threshold == pytest.approx(arms[arm]["threshold"])
+        assert {h: d.ecgs for h, d in card.training_data.items()} == arms[arm]["trained_with"]["train_ecgs"]
 
 
 @pytest.mark.slow
@@ -87,6 +94,12 @@ def test_default_command_runs_all_three_arms(tmp_path: Path) -> None:
             a, b = mine[key], theirs[key]
             assert a == b or (a is None and math.isnan(b)), (key, mine, theirs)  # None is NaN in the table
     _federated_figures_agree_with_central_scoring(results, out, tmp_path / "data", n_boot=50)
+    from common.models.card import load_model
+
+    _, card = load_model(run / "best.pt")  # the kept round's card, with the threshold the test round used
+    assert card.arm == "federated" and card.threshold == pytest.approx(fed["threshold"])
+    assert {h: d.ecgs for h, d in card.training_data.items()} == fed["trained_with"]["train_ecgs"]
+    assert all(d.positives is not None and d.positives > 0 for d in card.training_data.values())
 
 
 def _federated_figures_agree_with_central_scoring(results: dict, out: Path, data: Path, n_boot: int) -> None:

@@ -79,6 +79,26 @@ def load_split(store: SiteStore, split: str | None, target_fs: int) -> EcgArrays
     return EcgArrays(x, demographics(rows), rows["label"].to_numpy(np.float32), rows)
 
 
+def model_input(
+    x: np.ndarray,
+    fs: int,
+    target_fs: int,
+    *,
+    raw: bool,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Stored signals ``(..., 12, T)`` at ``fs`` -> the model's input at ``target_fs``.
+
+    A preprocessed store's records are standardised with the hospital's training ``stats`` (when its
+    preprocessing says ``site_train``) and resampled; raw device signals (``raw``) are resampled
+    and band-passed. ``fedami predict`` takes the same step after ingest's preprocessing.
+    """
+    if stats is not None:
+        x = standardise(x, *stats)
+    x = resample(x, fs, target_fs)
+    return bandpass(x, target_fs) if raw else x
+
+
 def _preprocessed(store: SiteStore, idx: np.ndarray, target_fs: int) -> np.ndarray:
     sig = store.signals()
     pre = store.manifest.preprocessing
@@ -86,10 +106,7 @@ def _preprocessed(store: SiteStore, idx: np.ndarray, target_fs: int) -> np.ndarr
     parts = []
     for start in range(0, len(idx), _LOAD_CHUNK):
         chunk = np.asarray(sig[idx[start : start + _LOAD_CHUNK]])
-        if stats is not None:
-            chunk = standardise(chunk, *stats)
-        chunk = resample(chunk, store.manifest.fs, target_fs)
-        parts.append(bandpass(chunk, target_fs) if pre is None else chunk)
+        parts.append(model_input(chunk, store.manifest.fs, target_fs, raw=pre is None, stats=stats))
     n_t = round(store.manifest.n_samples * target_fs / store.manifest.fs)
     return np.concatenate(parts) if parts else np.zeros((0, 12, n_t), np.float32)
 

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from common.config import OTHER_SITE, IngestConfig
+from common.config import OTHER_SITE, IngestConfig, PreprocessConfig, QCConfig
 from common.data.leads import N_LEADS
 from common.data.preprocess import bandpass, filter_signal, finish_signal
 from common.data.qc import QualityReport, check_amplitude, check_row, check_signal
-from common.data.readers.base import INDEX_COLUMNS, QCReason, RecordError, Source
+from common.data.readers.base import INDEX_COLUMNS, QCReason, RawEcg, RecordError, Source
 from common.data.splits import assign_splits, merge_small_sites
 from common.data.store import SiteStore, StoreError, write_json, write_site_store
 
@@ -109,6 +109,22 @@ class _Processed:
     failure: RecordError | None
 
 
+def prepare_record(raw: RawEcg, pre: PreprocessConfig, qc: QCConfig) -> tuple[np.ndarray, bool]:
+    """Quality control and preprocessing of one record as read: the store's signal and whether it was padded.
+
+    The one path from a read record to a stored one: ingest and ``fedami predict`` both take it.
+    Raises :class:`RecordError` with the reason a record cannot be used.
+    """
+    check_signal(raw, qc)
+    filtered = filter_signal(raw.signal, raw.fs, pre)
+    if raw.units == "mV":  # a standardised source (PTB-XL's filtered array) has no amplitude to check
+        check_amplitude(filtered if pre.bandpass_hz is not None else bandpass(filtered, pre.target_fs), qc)
+    x, padded = finish_signal(filtered, pre)
+    if not np.isfinite(x).all():  # a filter can blow up on pathological input
+        raise RecordError(QCReason.NAN, "non-finite values after preprocessing")
+    return x, padded
+
+
 def _process(rows: Sequence[Mapping[str, Any]]) -> list[_Processed]:
     source: Source = _worker["source"]
     cfg: IngestConfig = _worker["cfg"]
@@ -118,15 +134,7 @@ def _process(rows: Sequence[Mapping[str, Any]]) -> list[_Processed]:
             raw = source.load(row)
             check_signal(raw, cfg.qc)
             digest = hashlib.sha256(np.ascontiguousarray(raw.signal).tobytes() + f"|{raw.fs}".encode()).hexdigest()
-            filtered = filter_signal(raw.signal, raw.fs, cfg.preprocess)
-            if raw.units == "mV":  # a standardised source (PTB-XL's filtered array) has no amplitude to check
-                band = (
-                    filtered if cfg.preprocess.bandpass_hz is not None else bandpass(filtered, cfg.preprocess.target_fs)
-                )
-                check_amplitude(band, cfg.qc)
-            x, padded = finish_signal(filtered, cfg.preprocess)
-            if not np.isfinite(x).all():  # a filter can blow up on pathological input
-                raise RecordError(QCReason.NAN, "non-finite values after preprocessing")
+            x, padded = prepare_record(raw, cfg.preprocess, cfg.qc)
             out.append(_Processed(x, padded, digest, None))
         except RecordError as err:
             out.append(_Processed(None, False, "", err))

@@ -58,7 +58,8 @@ from common.federation.hospital import local_train_config
 from common.federation.outputs import ALL_SITES, FederatedOutputs
 from common.federation.results import score_rows
 from common.models import create_model
-from common.training.engine import EpochLog, fit, load_checkpoint, predict, seed_everything
+from common.models.card import HospitalData, InputSpec, make_card, spec_of_stores, write_card
+from common.training.engine import EpochLog, fit, load_checkpoint, predict, save_checkpoint, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +246,18 @@ def load_fold(fold: Fold, stores: Mapping[str, SiteStore], fs: int) -> FoldData:
     return FoldData(fold, train, val, test, load_s)
 
 
-def _centralised_arm(arm: str, fd: FoldData, sites: Sequence[str], cfg: RunConfig, echo: Any) -> ArmResult:
-    """Pooled (or local-only) training over ``sites`` for as many passes as the federated arm makes."""
+def arm_folder(arm: str) -> str:
+    """An arm's folder name: ``pooled``, ``local-<hospital>``."""
+    return arm.replace(":", "-")
+
+
+def _centralised_arm(
+    arm: str, fd: FoldData, sites: Sequence[str], cfg: RunConfig, spec: InputSpec, out: Path, echo: Any
+) -> ArmResult:
+    """Pooled (or local-only) training over ``sites`` for as many passes as the federated arm makes.
+
+    The kept weights are saved as ``<out>/<fold>/<arm>/model.pt`` with their model card.
+    """
     passes = cfg.federated.passes
     train, val = concat([fd.train[s] for s in sites]), concat([fd.val[s] for s in sites])
     tcfg = cfg.train
@@ -271,6 +282,21 @@ def _centralised_arm(arm: str, fd: FoldData, sites: Sequence[str], cfg: RunConfi
         seeds=f"initialisation and batch order from train.seed={tcfg.seed} (epoch e: {tcfg.seed} * 1000 + e)",
         kept=f"epoch {result.best_epoch} of {len(result.history)} (best validation AUROC)",
     )
+    checkpoint = out / fd.fold.name / arm_folder(arm) / "model.pt"
+    save_checkpoint(checkpoint, model.state_dict(), {"epoch": result.best_epoch, "val_auroc": result.best_val_auroc})
+    card = make_card(
+        model,
+        train=tcfg,
+        spec=spec.model_copy(update={"site_stats": {s: v for s, v in spec.site_stats.items() if s in sites}}),
+        arm=arm,
+        training_data={s: HospitalData(ecgs=len(fd.train[s]), positives=fd.train[s].n_positive) for s in sites},
+        kept=training.kept,
+        validation_auroc=result.best_val_auroc,
+        threshold=thr,
+        threshold_source=f"Youden on the validation split of {', '.join(sites)}",
+        config=cfg,
+    )
+    write_card(checkpoint, card)
     return ArmResult(
         arm, training, seconds, tuple(curve), thr, score_tests(arm, fd.fold.name, fd.test, model, tcfg, thr, cfg)
     )
@@ -356,6 +382,8 @@ def run_fold(
     """All arms of one fold."""
     fold = fd.fold
     arms: list[ArmResult] = []
+    by_site = {s.site: s for s in prepared.stores}
+    spec = spec_of_stores([by_site[s] for s in fold.train_sites], cfg.train.target_fs)
     server_test = None
     if run_federated is not None and "federated" in cfg.arms:
         fed, server_test = _federated_arm(fd, cfg, prepared, run_federated, out, echo)
@@ -363,10 +391,10 @@ def run_fold(
     if "pooled" in cfg.arms:
         where = list(fold.train_sites)
         echo(f"  [{fold.name}] pooled over {where}, {cfg.federated.passes} epochs (same passes over the data)")
-        arms.append(_centralised_arm("pooled", fd, fold.train_sites, cfg, echo))
+        arms.append(_centralised_arm("pooled", fd, fold.train_sites, cfg, spec, out, echo))
     for site in fold.train_sites if "local" in cfg.arms else ():
         echo(f"  [{fold.name}] local-only at {site}")
-        arms.append(_centralised_arm(f"local:{site}", fd, [site], cfg, echo))
+        arms.append(_centralised_arm(f"local:{site}", fd, [site], cfg, spec, out, echo))
     return FoldResult(fold.name, fold.train_sites, dict(fold.test_sites), tuple(arms), server_test)
 
 

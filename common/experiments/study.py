@@ -27,6 +27,7 @@ from common.data.store import write_json
 from common.evaluation.plots import plot_pr, plot_reliability, plot_roc
 from common.evaluation.tables import format_ci_pair, markdown_table
 from common.models import count_parameters, create_model
+from common.models.card import HospitalData, InputSpec, make_card, write_card
 from common.models.feature_baseline import FEATURE_BASELINE, FeatureBaseline
 from common.training.engine import EpochLog, fit, predict, seed_everything
 
@@ -106,6 +107,36 @@ def train_model(
         predict(model, val, run_cfg),
         predict(model, test, run_cfg),
     )
+
+
+def write_study_card(
+    cfg: StudyConfig, name: str, run: ModelRun, train: EcgArrays, val: EcgArrays, spec: InputSpec
+) -> None:
+    """The model card beside a study model's checkpoint (``checkpoints/<name>.pt``)."""
+    from common.evaluation.metrics import MetricError, youden_threshold
+
+    try:
+        threshold: float | None = youden_threshold(val.y, run.val_scores)
+    except MetricError:
+        threshold = None
+    sites = train.meta["site"].astype(str)
+    data = {
+        site: HospitalData(ecgs=int((sites == site).sum()), positives=int(train.y[(sites == site).to_numpy()].sum()))
+        for site in sorted(sites.unique())
+    }
+    card = make_card(
+        create_model(name),
+        train=cfg.train.model_copy(update={"model": name}),
+        spec=spec,
+        arm="pooled (study)",
+        training_data=data,
+        kept=f"epoch {run.best_epoch} (best validation AUROC)",
+        validation_auroc=max((h["val_auroc"] for h in run.history if h["val_auroc"] is not None), default=None),
+        threshold=threshold,
+        threshold_source="Youden on the pooled validation split",
+        config=cfg,
+    )
+    write_card(cfg.out_dir / "checkpoints" / f"{name}.pt", card)
 
 
 def evaluate_runs(
@@ -206,6 +237,7 @@ def run_study(
     *,
     title: str,
     data_table: pd.DataFrame,
+    spec: InputSpec | None = None,
     reuse: bool = False,
     echo: Any = print,
 ) -> pd.DataFrame:
@@ -227,6 +259,8 @@ def run_study(
         echo(f"training {name}")
         run = train_model(name, train, val, test, cfg.train, out, epochs=cfg.epochs, patience=cfg.patience, echo=echo)
         run.save(saved)
+        if spec is not None and name != FEATURE_BASELINE:
+            write_study_card(cfg, name, run, train, val, spec)
         runs.append(run)
     summaries, table = evaluate_runs(runs, val, test, n_boot=cfg.n_boot, seed=cfg.train.seed)
     config = {**cfg.model_dump(mode="json"), "models": list(models)}

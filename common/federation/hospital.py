@@ -23,6 +23,7 @@ from common.data.store import MANIFEST_FILE, SiteStore, StoreError
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.models import create_model
+from common.models.card import InputSpec, store_spec
 from common.synthetic.key import synthetic_cohort_dir
 from common.training.engine import cosine_factor, predict, seed_everything, train_epochs
 
@@ -130,6 +131,17 @@ def prepare_hint(cfg: AppConfig, hospital: Hospital) -> str:
 
 
 @lru_cache(maxsize=8)
+def _spec(store: Path, target_fs: int) -> InputSpec:
+    return store_spec(SiteStore.open(store), target_fs)
+
+
+def hospital_spec(cfg: AppConfig, hospital: Hospital) -> InputSpec:
+    """How the hospital's training data were prepared for the model (the model card's input spec)."""
+    hospital_split(cfg, hospital, "train")  # the same clear error when the store is missing
+    return _spec(hospital.store, cfg.train.target_fs)
+
+
+@lru_cache(maxsize=8)
 def _split(store: Path, split: str, target_fs: int) -> EcgArrays:
     return load_split(SiteStore.open(store), split, target_fs)
 
@@ -199,6 +211,7 @@ def planned_training(cfg: AppConfig, hospital: Hospital, server_round: int, prox
 class LocalTrainResult:
     state: StateDict
     num_examples: int
+    num_positives: int
     train_loss: float
     trained_with: LocalTraining
 
@@ -229,7 +242,7 @@ def local_train(state: StateDict, data: EcgArrays, plan: LocalTraining) -> Local
         prox_mu=plan.proximal_mu,
         schedule=(plan.first_epoch, plan.total_epochs),
     )
-    return LocalTrainResult(model.state_dict(), len(data), float(np.mean(losses)), plan)
+    return LocalTrainResult(model.state_dict(), len(data), data.n_positive, float(np.mean(losses)), plan)
 
 
 def local_evaluate(

@@ -138,6 +138,44 @@ def label_from_codes(codes: frozenset[int] | None, label: ChallengeLabel) -> flo
     return float(bool(codes & POSITIVE_CODES[label]))
 
 
+HEADER_COLUMNS: Final[tuple[str, ...]] = (
+    *INDEX_COLUMNS, "dx", "age_unreadable", "sex_unreadable", "label_unreadable", "unreadable",
+)  # fmt: skip
+
+
+def header_row(hea: Path, record_id: str, site: str, label: ChallengeLabel | None) -> dict[str, Any]:
+    """One index row from a WFDB header's comments: age, sex and (with ``label``) the label of its ``#Dx``.
+
+    ``label=None`` reads no label (NaN). A header that cannot be read is a row saying so (``unreadable``).
+    """
+    try:
+        fields, unreadable = header_fields(header_comments(hea)), ""
+    except OSError as err:
+        fields, unreadable = {}, f"cannot read {hea.name}: {err.strerror or err}"
+    dx = fields.get("dx", "")
+    value: float | Unreadable = math.nan if label is None else label_of_dx(dx, label)
+    # the challenge distributes PTB-XL's records with their top code: 300 is 90 or over
+    demo = demographics_columns([fields.get("age")], [fields.get("sex")], ptbxl=True)
+    return {
+        "record_id": record_id,
+        "patient_id": Path(record_id).name,
+        "site": site,
+        **{k: v[0] for k, v in demo.items()},
+        "label": math.nan if isinstance(value, Unreadable) else value,
+        "label_unreadable": str(value) if isinstance(value, Unreadable) else "",
+        "unreadable": unreadable,
+        "path": str(hea.with_suffix("")),
+        "dx": dx,
+    }
+
+
+def header_index(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=list(HEADER_COLUMNS))
+    out["age"] = out["age"].astype(np.float64)
+    out["label"] = out["label"].astype(np.float64)
+    return out
+
+
 class ChallengeSource(BaseModel):
     """Every ``*.hea`` record under ``root`` (recursively) in the challenge format."""
 
@@ -181,34 +219,11 @@ class ChallengeSource(BaseModel):
         headers = [p for p in found if p not in set(hidden)]
         if not headers:
             raise FileNotFoundError(f"no *.hea records under {root}")
-        rows: list[dict[str, Any]] = []
+        rows = []
         for hea in headers:
             rel = hea.relative_to(root).with_suffix("")
-            try:
-                fields, unreadable = header_fields(header_comments(hea)), ""
-            except OSError as err:
-                fields, unreadable = {}, f"cannot read {hea.name}: {err.strerror or err}"
-            dx = fields.get("dx", "")
-            label = label_of_dx(dx, self.label)
-            # the challenge distributes PTB-XL's records with their top code: 300 is 90 or over
-            demo = demographics_columns([fields.get("age")], [fields.get("sex")], ptbxl=True)
-            rows.append(
-                {
-                    "record_id": rel.as_posix(),
-                    "patient_id": rel.name,
-                    "site": self._site(rel),
-                    **{k: v[0] for k, v in demo.items()},
-                    "label": math.nan if isinstance(label, Unreadable) else label,
-                    "label_unreadable": str(label) if isinstance(label, Unreadable) else "",
-                    "unreadable": unreadable,
-                    "path": str(hea.with_suffix("")),
-                    "dx": dx,
-                }
-            )
-        columns = [*INDEX_COLUMNS, "dx", "age_unreadable", "sex_unreadable", "label_unreadable", "unreadable"]
-        out = pd.DataFrame(rows, columns=columns)
-        out["age"] = out["age"].astype(np.float64)
-        out["label"] = out["label"].astype(np.float64)
+            rows.append(header_row(hea, rel.as_posix(), self._site(rel), self.label))
+        out = header_index(rows)
         log.info(
             "challenge: %d records under %s, %d %s-positive, %d without Dx",
             len(out),

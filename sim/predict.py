@@ -1,0 +1,137 @@
+"""``fedami predict``: score new ECGs with a trained checkpoint, prepared exactly as its model card says.
+
+Examples
+--------
+A folder of WFDB records (searched recursively; age and sex from the ``#Age``/``#Sex`` header comments)::
+
+    fedami predict --model runs/run-.../gah/federated/best.pt --wfdb /data/new_ecgs --out scored/
+
+Single records, a hospital's CSV manifest (labels from its ``label`` column), a PhysioNet challenge
+folder (labels from ``#Dx``), or a prepared store (one split)::
+
+    fedami predict --model best.pt --record /data/a/ecg_0001 --record /data/a/ecg_0002
+    fedami predict --model best.pt --manifest export/manifest.csv
+    fedami predict --model best.pt --challenge /data/challenge/georgia --label mi
+    fedami predict --model best.pt --store ~/.cache/fedami/synthetic-.../hospital_a --split test
+
+Writes ``predictions.csv`` (record id, patient id, score, flag at the card's threshold, status: ``scored`` or
+why not, detail) and ``summary.json`` into ``--out``, and prints the summary: with labels, AUROC with a
+patient-bootstrap CI and sensitivity / specificity at the threshold. A record that cannot be read or fails
+quality control is listed with its reason and never stops the batch. A store prepared differently from
+the model's training data is refused. Exit status: 0 when at least one record was scored, 1 when none
+could be, 2 for a wrong command line, checkpoint or card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python sim/predict.py` from a checkout puts sim/ first on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.config import ChallengeData, EvaluationConfig, ManifestData
+from common.data.readers.base import Source
+from sim.cli import check_writable
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fedami predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model", type=Path, required=True, help="a checkpoint (.pt) with its model card beside it, or the card"
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--wfdb", type=Path, help="a folder of WFDB records (recursive), no labels")
+    what.add_argument(
+        "--record", type=Path, action="append", help="one WFDB record (with or without extension); repeatable"
+    )
+    what.add_argument("--manifest", type=Path, help="a CSV manifest (as fedami ingest --data manifest reads)")
+    what.add_argument("--challenge", type=Path, help="a PhysioNet/CinC challenge folder (labels from #Dx)")
+    what.add_argument("--store", type=Path, help="a prepared site store (must be prepared as the model's data)")
+    p.add_argument("--split", choices=("train", "val", "test"), default=None, help="--store: score one split only")
+    p.add_argument(
+        "--label",
+        choices=("mi", "acute"),
+        default=ChallengeData.model_fields["label"].default,
+        help="--challenge: the label",
+    )
+    p.add_argument(
+        "--sex-codes",
+        choices=("letters", "ptbxl", "iso5218"),
+        default=ManifestData.model_fields["sex_codes"].default,
+        help="--manifest: how its sex column is written",
+    )
+    p.add_argument(
+        "--stats-site", default=None, help="a site_train-standardised model: whose training statistics to use"
+    )
+    p.add_argument(
+        "--boot",
+        type=int,
+        default=EvaluationConfig.model_fields["n_boot"].default,
+        help="bootstrap replicates for the CI",
+    )
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/predict-<time>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _source(args: argparse.Namespace) -> Source:
+    from common.data.readers.challenge import ChallengeSource
+    from common.data.readers.manifest import ManifestSource
+    from common.data.readers.records import RecordsSource
+
+    if args.wfdb is not None:
+        return RecordsSource(paths=(args.wfdb.expanduser().resolve(),))
+    if args.record:
+        return RecordsSource(paths=tuple(p.expanduser().resolve() for p in args.record))
+    if args.manifest is not None:
+        return ManifestSource(path=args.manifest.expanduser().resolve(), sex_codes=args.sex_codes)
+    return ChallengeSource(root=args.challenge.expanduser().resolve(), label=args.label)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from common.config.options import SettingsError
+    from common.config.paths import default_out_dir
+    from common.data.store import SiteStore, StoreError
+    from common.inference.predict import predict_source, predict_store, summarise, summary_lines, write_predictions
+    from common.models.card import CardError, load_model
+
+    out = args.out.expanduser().resolve() if args.out else default_out_dir("predict")
+    try:
+        if args.split is not None and args.store is None:
+            raise SettingsError("--split applies to --store only")
+        if args.boot < 10:
+            raise SettingsError("--boot must be at least 10")
+        check_writable(out)
+        model, card = load_model(args.model.expanduser())
+        spec = card.input
+        print(f"model {card.model} ({card.arm}, {card.kept}); input {spec.model_fs} Hz, {spec.n_samples} samples")
+        if args.store is not None:
+            pred = predict_store(model, card, SiteStore.open(args.store.expanduser()), args.split)
+        else:
+            pred = predict_source(
+                model,
+                card,
+                _source(args),
+                stats_site=args.stats_site,
+                progress=not args.no_progress,
+            )
+    except (SettingsError, CardError, StoreError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = summarise(pred, n_boot=args.boot, seed=card.train.seed)
+    write_predictions(out, pred, summary)
+    for line in summary_lines(summary):
+        print(line)
+    print(f"predictions: {out / 'predictions.csv'}")
+    return 0 if summary["scored"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
