@@ -1,6 +1,6 @@
 """The cost of a deployed run: real SuperLink and SuperNode processes against the simulation, same run.
 
-Usage: python benchmarks/bench_deployment.py [--n-ecgs 600] [--rounds 2] [--model cnn1d] [--insecure] [--out DIR]
+Usage: python benchmarks/bench_deployment.py [--n-ecgs 600] [--rounds 2] [--model NAME] [--insecure] [--out DIR]
 
 In one invocation, on one prepared synthetic cohort of three hospitals and the same run settings, it runs
 the ServerApp twice: in Flower's simulation (Ray, ``sim/simulation.py``) and deployed on loopback (a
@@ -168,11 +168,13 @@ def report(sim: dict[str, Any], dep: dict[str, Any], args: argparse.Namespace) -
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from common.config import TrainConfig
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-ecgs", type=int, default=600)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default="cnn1d")
+    p.add_argument("--model", default=TrainConfig.model_fields["model"].default, help="default: train.model")
     p.add_argument("--insecure", action="store_true", help="deploy without TLS and authentication")
     p.add_argument("--out", type=Path, default=None, help="keep both runs here (default: a temporary folder)")
     return p

@@ -1,10 +1,14 @@
-"""Training throughput and CPU inference speed of a model.
+"""Training throughput and CPU inference speed of a model, and what pays for inference.
 
-Usage: python benchmarks/bench_model.py [--model conv_bilstm_attn] [--threads 2] [--fs 100] [--batch-size 64]
+Usage: python benchmarks/bench_model.py [--model NAME] [--threads 2] [--fs 100] [--batch-size 64] [--crop-s S]
 
-Prints training ECGs/s (forward + backward + AdamW step, full 10 s records and 2.5 s crops),
-batched inference ECGs/s (batch 256) and the latency of one ECG (median of 50 calls). The model,
-threads, rate and training batch default to the typed training settings (``train.*``).
+Prints training ECGs/s (forward + backward + AdamW step, on whole 10 s records and on the training
+crops), then inference on 10 s records scored as ``fedami predict`` scores them (the model card's
+``crop_s``: half-overlapping windows averaged; or the whole record in one pass) for several variants
+measured in this one run: ``torch.no_grad`` as the engine runs it, ``torch.inference_mode``, windows of
+a batch stacked into one forward pass, batch sizes, and ONNX Runtime where it is installed
+(``pip install onnxruntime onnx``). Each figure is batched ECGs/s and the median latency of one ECG.
+Model, threads, rate, batch and crop default to the typed training settings (``train.*``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,28 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _rate(fn: Callable[[int], object], n: int, batch: int) -> float:
+    fn(batch)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(n // batch):
+        fn(batch)
+    return (n // batch) * batch / (time.perf_counter() - t0)
+
+
+def _latency_ms(fn: Callable[[int], object], calls: int = 50) -> float:
+    times = []
+    for _ in range(calls + 5):
+        t0 = time.perf_counter()
+        fn(1)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times[5:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,31 +46,37 @@ def main(argv: list[str] | None = None) -> int:
     from common.config import flat as F
     from common.config import options as O
 
-    options = [o for o in O.TRAIN_OPTIONS if o.flag in ("--model", "--threads", "--batch-size")]
+    options = [o for o in O.TRAIN_OPTIONS if o.flag in ("--model", "--threads", "--batch-size", "--crop-s")]
     options.append(O.Option("--fs", ("train.target-fs",)))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     O.add_options(p, RunConfig, options)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--ecgs", type=int, default=1024, help="ECGs per inference measurement")
     args = p.parse_args(argv)
     cfg = F.parse(TrainConfig, {k.removeprefix("train."): v for k, v in O.given(args, options, "synthetic").items()})
 
     import torch
 
     from common.models import count_parameters, create_model
+    from common.training.engine import window_starts
 
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(0)
     model = create_model(cfg.model)
     n_t = 10 * cfg.target_fs
+    crop = None if cfg.crop_s is None else round(cfg.crop_s * cfg.target_fs)
+    starts = [0] if crop is None else window_starts(n_t, crop)
+    length = n_t if crop is None else crop
     batch = cfg.batch_size
     print(
         f"{cfg.model}: {count_parameters(model):,} parameters, {cfg.num_threads} threads, {cfg.target_fs} Hz, "
-        f"10 s records, training batch {batch}"
+        f"10 s records, training batch {batch}, training crops of {length} samples; fedami predict scores "
+        + ("the whole record" if cfg.window_aggregate == "whole" or crop is None else f"{len(starts)} windows")
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    for label, length in (("train, full 10 s", n_t), ("train, 2.5 s crops", n_t // 4)):
-        x, d, y = torch.randn(batch, 12, length), torch.randn(batch, 5), (torch.rand(batch) < 0.1).float()
+    for label, n in (("train, whole 10 s", n_t), (f"train, {length}-sample crops", length)):
+        x, d, y = torch.randn(batch, 12, n), torch.randn(batch, 5), (torch.rand(batch) < 0.1).float()
         model.train()
         for step in range(args.steps + 2):
             if step == 2:  # two warm-up steps
@@ -52,25 +84,75 @@ def main(argv: list[str] | None = None) -> int:
             opt.zero_grad()
             loss_fn(model(x, d), y).backward()
             opt.step()
-        dt = time.perf_counter() - t0
-        print(f"  {label:<22} {batch * args.steps / dt:8.1f} ECG/s")
+        print(f"  {label:<34} {batch * args.steps / (time.perf_counter() - t0):8.1f} ECG/s")
+
     model.eval()
-    with torch.no_grad():
-        x, d = torch.randn(256, 12, n_t), torch.randn(256, 5)
-        model(x, d)
-        t0 = time.perf_counter()
-        for _ in range(3):
-            model(x, d)
-        dt = time.perf_counter() - t0
-        print(f"  {'inference, batch 256':<22} {3 * 256 / dt:8.1f} ECG/s")
-        x1, d1 = x[:1], d[:1]
-        times = []
-        for _ in range(55):
-            t0 = time.perf_counter()
-            model(x1, d1)
-            times.append(time.perf_counter() - t0)
-        print(f"  {'inference, one ECG':<22} {1000 * statistics.median(times[5:]):8.2f} ms (median of 50)")
+    x, d = torch.randn(256, 12, n_t), torch.randn(256, 5)
+
+    def windows_loop(b: int) -> object:  # what common.training.engine.predict does
+        with torch.no_grad():
+            return torch.stack([torch.sigmoid(model(x[:b, :, s : s + length], d[:b])) for s in starts]).mean(0)
+
+    def windows_stacked(b: int) -> object:
+        with torch.inference_mode():
+            w = torch.stack([x[:b, :, s : s + length] for s in starts], 1).reshape(-1, 12, length)
+            logits = model(w, d[:b].repeat_interleave(len(starts), 0))
+            return torch.sigmoid(logits).reshape(b, len(starts)).mean(1)
+
+    def whole(b: int) -> object:
+        with torch.inference_mode():
+            return torch.sigmoid(model(x[:b], d[:b]))
+
+    variants: list[tuple[str, Callable[[int], object]]] = [
+        ("torch no_grad, windows one by one", windows_loop),
+        ("torch inference_mode, windows stacked", windows_stacked),
+        ("torch inference_mode, whole record", whole),
+    ]
+    try:
+        variants += _onnx_variants(model, x, d, starts, length, cfg.num_threads)
+    except ImportError as err:
+        print(f"  (ONNX Runtime not measured: {err.name} is not installed)")
+    print(f"  {'inference':<42} {'batch 64':>9} {'batch 256':>10} {'one ECG':>9}")
+    for label, fn in variants:
+        rates = [_rate(fn, max(args.ecgs, b), b) for b in (64, 256)]
+        print(f"  {label:<42} {rates[0]:7.0f}/s {rates[1]:8.0f}/s {_latency_ms(fn):6.2f} ms")
     return 0
+
+
+def _onnx_variants(
+    model: object, x: object, d: object, starts: list[int], length: int, threads: int
+) -> list[tuple[str, Callable[[int], object]]]:
+    import tempfile
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    assert isinstance(model, torch.nn.Module) and isinstance(x, torch.Tensor) and isinstance(d, torch.Tensor)
+    sessions = {}
+    for n in sorted({length, x.shape[-1]}):
+        path = Path(tempfile.mkdtemp()) / f"model-{n}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (x[:2, :, :n], d[:2]), str(path), input_names=["x", "demo"], output_names=["logit"],
+                dynamic_axes={"x": {0: "b"}, "demo": {0: "b"}, "logit": {0: "b"}}, dynamo=False, opset_version=17,
+            )  # fmt: skip
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        sessions[n] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    xn, dn = x.numpy(), d.numpy()
+
+    def ort_windows(b: int) -> object:
+        w = np.stack([xn[:b, :, s : s + length] for s in starts], 1).reshape(-1, 12, length)
+        logits = sessions[length].run(None, {"x": w, "demo": np.repeat(dn[:b], len(starts), 0)})[0]
+        return (1 / (1 + np.exp(-logits))).reshape(b, len(starts)).mean(1)
+
+    def ort_whole(b: int) -> object:
+        return sessions[xn.shape[-1]].run(None, {"x": xn[:b], "demo": dn[:b]})[0]
+
+    return [("ONNX Runtime, windows stacked", ort_windows), ("ONNX Runtime, whole record", ort_whole)]
 
 
 if __name__ == "__main__":

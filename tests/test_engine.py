@@ -122,6 +122,10 @@ def test_windows_cover_the_record_and_predictions_aggregate_them() -> None:
     with torch.no_grad():
         manual = torch.stack([torch.sigmoid(model.eval()(x[..., s : s + 100], d)) for s in (0, 50, 100)]).amax(0)
     np.testing.assert_allclose(scores, manual.numpy(), rtol=1e-5)
+    whole = predict(model, data, cfg.model_copy(update={"window_aggregate": "whole"}))  # one pass over 2 s
+    with torch.no_grad():
+        np.testing.assert_allclose(whole, torch.sigmoid(model(x, d)).numpy(), rtol=1e-5)
+    assert not np.allclose(whole, scores)
 
 
 def test_early_stopping_and_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]

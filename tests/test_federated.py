@@ -34,7 +34,12 @@ from .test_engine import _toy
 pytestmark = pytest.mark.usefixtures("as_server_task")  # tests build instruction messages
 
 
+FAST = TrainConfig(model="cnn1d")
+"""The federation's mechanics do not depend on the model: these tests use a quick one."""
+
+
 def _app(data_dir: Path, **sections: Any) -> AppConfig:
+    sections.setdefault("train", FAST)
     return AppConfig(cohort=TINY, data=StoresConfig(dir=data_dir), **sections)
 
 
@@ -82,7 +87,7 @@ def _every_training_field_changed() -> TrainConfig:
     """A TrainConfig in which every field differs from its default (the test fails for a new field until added)."""
     changed = TrainConfig(
         model="bilstm", batch_size=30, lr=3e-4, weight_decay=0.2, target_fs=250, seed=11, num_threads=3,
-        loss="focal", pos_weight="none", focal_gamma=1.5, crop_s=2.5, window_aggregate="max", progress=True,
+        loss="focal", pos_weight="none", focal_gamma=1.5, crop_s=5.0, window_aggregate="max", progress=True,
     )  # fmt: skip
     default = TrainConfig()
     same = [name for name in TrainConfig.model_fields if getattr(changed, name) == getattr(default, name)]
@@ -165,7 +170,7 @@ def test_a_node_whose_store_is_missing_names_the_command_that_prepares_it(tmp_pa
     # Prepare: a cohort nobody has generated yet
     from sim import ingest
 
-    app = AppConfig(cohort=TINY.model_copy(update={"difficulty": 0.3}), data=StoresConfig(dir=tmp_path))
+    app = AppConfig(cohort=TINY.model_copy(update={"difficulty": 0.3}), data=StoresConfig(dir=tmp_path), train=FAST)
     message = _message(MessageType.TRAIN, {P.SERVER_ROUND: 1})
 
     # Execute: the node refuses, then the command it names prepares exactly what it needs
@@ -196,7 +201,7 @@ def test_a_node_beyond_the_training_hospitals_is_refused(tiny_data_dir: Path) ->
 
 
 def test_fedprox_term_pulls_towards_the_global_weights() -> None:
-    cfg = TrainConfig(batch_size=16, lr=1e-2, num_threads=1, seed=1)
+    cfg = FAST.model_copy(update={"batch_size": 16, "lr": 1e-2, "num_threads": 1, "seed": 1})
     torch.manual_seed(0)
     start = create_model("cnn1d").state_dict()
 
@@ -213,7 +218,7 @@ def test_fedprox_term_pulls_towards_the_global_weights() -> None:
 
 
 def test_later_rounds_train_with_the_cosine_decayed_learning_rate() -> None:
-    cfg = TrainConfig(batch_size=16, lr=1e-2, num_threads=1, seed=1)
+    cfg = FAST.model_copy(update={"batch_size": 16, "lr": 1e-2, "num_threads": 1, "seed": 1})
     torch.manual_seed(0)
     start = create_model("cnn1d").state_dict()
 
@@ -250,7 +255,7 @@ def test_round_seed_depends_on_seed_site_and_round_only() -> None:
 
 
 def test_a_deployed_node_names_its_hospital_and_data_folder(tiny_cohort: list[SiteStore], tiny_data_dir: Path) -> None:
-    app = AppConfig(cohort=TINY, data=StoresConfig(dir=Path("/nonexistent")))
+    app = AppConfig(cohort=TINY, data=StoresConfig(dir=Path("/nonexistent")), train=FAST)
     own = tiny_cohort[1].path.parent
     ctx = Context(
         run_id=1,

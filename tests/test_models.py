@@ -80,7 +80,7 @@ def test_conv_bilstm_attn_returns_a_distribution_over_time(n_samples: int) -> No
         logits, attention = model(x, demo, return_attention=True)
         plain = model(x, demo)
 
-    assert attention.shape == (2, math.ceil(n_samples / 8))
+    assert attention.shape == (2, math.ceil(n_samples / 16))
     assert (attention >= 0).all()
     torch.testing.assert_close(attention.sum(dim=1), torch.ones(2))
     torch.testing.assert_close(logits, plain)

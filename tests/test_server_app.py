@@ -57,5 +57,5 @@ def test_hospitals_whose_data_were_prepared_differently_stop_the_run(tmp_path: P
     # Execute / Assert: agreeing hospitals are recorded with their counts; the odd one out names what differs
     tracker.aggregate_train([reply(0, "none"), reply(2, "none")], P.NUM_EXAMPLES)
     assert tracker.training_data["hospital_c"].positives == 2 and set(tracker.specs) == {"hospital_a", "hospital_c"}
-    with pytest.raises(CardError, match="'hospital_a' and 'hospital_b' were prepared differently.*normalise"):
+    with pytest.raises(CardError, match=r"'hospital_a' and 'hospital_b' were prepared differently.*normalise"):
         tracker.aggregate_train([reply(1, "per_record")], P.NUM_EXAMPLES)

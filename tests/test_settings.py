@@ -10,7 +10,7 @@ import pytest
 from flwr.common.config import flatten_dict
 from pydantic import ValidationError
 
-from common.config import AppConfig, PrepareConfig, PtbxlData, RunConfig, StudyConfig, SyntheticData
+from common.config import AppConfig, PrepareConfig, PtbxlData, RunConfig, StudyConfig, SyntheticData, TrainConfig
 from common.config import flat as F
 from common.config import options as O
 from common.federation.hospital import app_config
@@ -23,7 +23,7 @@ CHANGED: dict[str, F.FlatValue] = {
     "cohort.sites": "", "data.dir": "/srv/stores", "data.stores": "/srv/stores/cohort-x",
     "data.hospitals": "site_a,site_b", "train.model": "bilstm", "train.batch-size": 32, "train.lr": 0.0005,
     "train.weight-decay": 0.1, "train.target-fs": 250, "train.seed": 3, "train.num-threads": 4, "train.loss": "focal",
-    "train.pos-weight": "none", "train.focal-gamma": 1.0, "train.crop-s": 2.5, "train.window-aggregate": "max",
+    "train.pos-weight": "none", "train.focal-gamma": 1.0, "train.crop-s": 1.5, "train.window-aggregate": "max",
     "train.progress": True, "federated.strategy": "fedavgm", "federated.rounds": 7, "federated.local-epochs": 2,
     "federated.local-batch-size": 16, "federated.hospital-threads": 2, "federated.proximal-mu": 0.1,
     "federated.server-lr": 2.0, "federated.server-momentum": 0.5, "federated.trim-beta": 0.3,
@@ -45,7 +45,7 @@ def test_every_setting_round_trips_through_the_flat_run_config() -> None:
 
     # Assert: typed as declared, and back to the very same table
     assert (
-        cfg.train.crop_s == 2.5 and cfg.federated.local_batch_size == 16 and cfg.data.hospitals == ("site_a", "site_b")
+        cfg.train.crop_s == 1.5 and cfg.federated.local_batch_size == 16 and cfg.data.hospitals == ("site_a", "site_b")
     )
     assert cfg.data.stores == Path("/srv/stores/cohort-x") and cfg.cohort.split_fractions == (0.6, 0.2, 0.2)
     assert F.flatten(cfg) == CHANGED
@@ -65,7 +65,7 @@ def test_empty_means_none_or_automatic() -> None:
     cfg = F.parse(AppConfig, {"federated.local-batch-size": "", "federated.server-lr": "", "train.crop-s": ""})
 
     assert cfg.federated.local_batch_size is None and cfg.federated.server_lr is None and cfg.train.crop_s is None
-    assert cfg == AppConfig()
+    assert cfg == AppConfig(train=TrainConfig(crop_s=None))
 
 
 def test_an_unknown_key_is_an_error_that_lists_the_known_ones() -> None:
@@ -199,3 +199,18 @@ def test_help_shows_the_typed_default() -> None:
     text = _parsers()["run"].format_help()
 
     assert f"(default: {DEFAULT_ROUNDS})" in " ".join(text.split())
+
+
+def test_an_optional_number_option_takes_none() -> None:
+    # Prepare: the run's parser; crops are on by default
+    from sim.run import build_parser
+
+    parser = build_parser()
+    # Execute
+    off = O.given(parser.parse_args(["--crop-s", "none", "--local-batch-size", ""]), O.TRAIN_OPTIONS, "synthetic")
+    on = O.given(parser.parse_args(["--crop-s", "5"]), O.TRAIN_OPTIONS, "synthetic")
+    # Assert: "none" (or empty) is the flat config's none; a number stays a number; anything else is refused
+    assert F.parse(TrainConfig, {k.removeprefix("train."): v for k, v in off.items()}).crop_s is None
+    assert on == {"train.crop-s": 5.0}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--crop-s", "abc"])

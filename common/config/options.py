@@ -87,9 +87,22 @@ def _model_for(option: Option, command: type[BaseModel], kind: str) -> tuple[typ
     return command, key
 
 
+def _or_none(tp: type) -> Any:
+    """An argparse type for an optional number: ``none`` (or empty) is the flat config's "" (none)."""
+
+    def parse(text: str) -> Any:
+        return "" if text.strip().lower() in ("", "none") else tp(text)
+
+    parse.__name__ = tp.__name__  # argparse names the type in its error message
+    return parse
+
+
 def _argparse_type(annotation: Any) -> dict[str, Any]:
-    args = [a for a in F.union_args(annotation) if a is not type(None)]
+    union = F.union_args(annotation)
+    args = [a for a in union if a is not type(None)]
     tp = args[0] if args else str
+    if type(None) in union and tp in (int, float):
+        return {"type": _or_none(tp), "metavar": tp.__name__.upper()}
     if typing.get_origin(tp) is typing.Literal:
         choices = typing.get_args(tp)
         return {"type": type(choices[0]), "choices": choices}

@@ -281,10 +281,17 @@ DATA_KINDS: tuple[str, ...] = ("synthetic", "ptbxl", "manifest", "challenge")
 # ------------------------------------------------------------------------------------------------ training
 
 
+DEFAULT_CROP_S = 2.5
+"""Training crop length. With conv_bilstm_attn on the default cohort, 2.5 s crops train the main job in about half
+the time of whole 10 s records (README: the main job); the crop-trained model then scores a whole record in one
+pass (``window_aggregate = "whole"``): on PTB-XL's validation fold as well as the mean over 7 half-overlapping
+windows (AUROC 0.930/0.930/0.934 vs 0.930/0.929/0.940 over 3 seeds) at about a third of the cost."""
+
+
 class TrainConfig(Frozen):
     """How a model is optimised: the same settings for the pooled, local-only and federated arms."""
 
-    model: str = Field("cnn1d", description="registered model name")
+    model: str = Field("conv_bilstm_attn", description="registered model name (the clinical study's by default)")
     batch_size: int = Field(64, ge=2, description="pooled batch size (a hospital's: see federated.local_batch_size)")
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate at the start of the cosine schedule")
     weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
@@ -295,9 +302,16 @@ class TrainConfig(Frozen):
     pos_weight: Literal["auto", "none"] = Field("auto", description="auto: weight positives by negatives/positives")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss gamma")
     crop_s: float | None = Field(
-        None, gt=0, description="train on random crops of this length; evaluate on sliding windows (PTB-XL benchmark)"
+        DEFAULT_CROP_S,
+        gt=0,
+        description="train on random crops of this length in seconds (none: on whole records); window_aggregate "
+        "says how a record is then scored",
     )
-    window_aggregate: Literal["mean", "max"] = Field("mean", description="how sliding-window scores combine")
+    window_aggregate: Literal["mean", "max", "whole"] = Field(
+        "whole",
+        description="with crop_s: a record's score is the mean or max over half-overlapping windows, or the "
+        "whole record's in one pass",
+    )
     progress: bool = Field(False, description="a progress bar over the batches of each epoch")
 
 

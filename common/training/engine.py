@@ -176,11 +176,11 @@ def train_epochs(
 
 @torch.no_grad()
 def predict(model: nn.Module, data: EcgArrays, cfg: TrainConfig | None = None, batch_size: int = 256) -> np.ndarray:
-    """AMI probabilities for every record (window-aggregated when ``cfg.crop_s`` is set)."""
+    """AMI probabilities for every record: window-aggregated when ``cfg.crop_s`` is set, unless scored ``whole``."""
     model.eval()
     if len(data) == 0:
         return np.zeros(0)
-    crop = _crop_len(cfg, data.x.shape[-1]) if cfg is not None else None
+    crop = _crop_len(cfg, data.x.shape[-1]) if cfg is not None and cfg.window_aggregate != "whole" else None
     starts = [0] if crop is None else window_starts(data.x.shape[-1], crop)
     length = data.x.shape[-1] if crop is None else crop
     out = []
