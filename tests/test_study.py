@@ -10,6 +10,7 @@ from common.data.ingest import site_table
 from common.data.sources import pooled_split
 from common.data.store import SiteStore
 from common.experiments.study import ModelRun, run_study
+from common.models.card import spec_of_stores
 
 
 def _config(out: Path, n_boot: int) -> StudyConfig:
@@ -61,3 +62,32 @@ def test_reuse_skips_finished_models(tiny_cohort: list[SiteStore], tmp_path: Pat
         f"reusing features_logreg from {tmp_path / 'models'}",
         f"reusing cnn1d from {tmp_path / 'models'}",
     ]
+
+
+def test_seeds_add_the_spread_and_the_ensemble_of_every_model(tiny_cohort: list[SiteStore], tmp_path: Path) -> None:
+    # Prepare: two models, three training seeds each
+    import numpy as np
+
+    from common.evaluation.metrics import auroc
+    from common.models.card import read_card
+
+    train, val, test = (pooled_split(tiny_cohort, s, 100) for s in ("train", "val", "test"))
+    cfg = _config(tmp_path, n_boot=20).model_copy(update={"seeds": 3})
+    models = ["cnn1d", "features_logreg"]
+    # Execute
+    table = run_study(cfg, models, train, val, test, title="tiny", data_table=site_table(tiny_cohort),
+                      spec=spec_of_stores(tiny_cohort, 100), echo=lambda *_: None)  # fmt: skip
+    # Assert: every seed trained and saved; the figures are those of the saved scores
+    results = json.loads((tmp_path / "results.json").read_text())
+    cnn = results["seeds"]["cnn1d"]
+    assert cnn["seeds"] == ["cnn1d", "cnn1d-seed1", "cnn1d-seed2"]
+    runs = [ModelRun.load(tmp_path / "models", name) for name in cnn["seeds"]]
+    assert cnn["test_auroc"] == [auroc(test.y, r.test_scores) for r in runs]
+    assert len({round(a, 9) for a in cnn["test_auroc"]}) > 1  # the seeds differ
+    assert cnn["mean"] == float(np.mean(cnn["test_auroc"])) and cnn["sd"] > 0
+    ensemble = np.mean([r.test_scores for r in runs], axis=0)
+    assert cnn["ensemble"]["auroc"] == auroc(test.y, ensemble) and cnn["ensemble"]["delong_p_vs_reference"] is None
+    assert 0 <= results["seeds"]["features_logreg"]["ensemble"]["delong_p_vs_reference"] <= 1
+    assert "AUROC over 3 seeds (mean ± SD)" in table.columns and list(table["model"]) == models
+    assert read_card(tmp_path / "checkpoints" / "cnn1d-seed2.pt").train.seed == 2  # each seed's checkpoint, its card
+    assert "first training seed" in (tmp_path / "report.md").read_text()

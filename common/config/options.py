@@ -281,6 +281,7 @@ STUDY_OPTIONS: tuple[Option, ...] = (
     Option("--models", ("models",), help="comma-separated registered names and/or features_logreg"),
     Option("--epochs", ("epochs",)),
     Option("--patience", ("patience",)),
+    Option("--seeds", ("seeds",)),
     Option("--boot", ("n-boot",)),
 )
 

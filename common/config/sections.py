@@ -491,5 +491,11 @@ class StudyConfig(Frozen):
     models: tuple[str, ...] = Field((), description="models to train (default: every registered one and the baseline)")
     epochs: int = Field(20, ge=1, description="epochs at most per model")
     patience: int | None = Field(6, ge=1, description="stop after this many epochs without a better validation AUROC")
+    seeds: int = Field(
+        1,
+        ge=1,
+        description="training seeds per model (train.seed, train.seed + 1, ...): the table adds the mean and SD of "
+        "the test AUROC over them and their ensemble (mean score)",
+    )
     n_boot: int = Field(N_BOOT_FIELD.default, ge=10, description=N_BOOT_FIELD.description)
     out_dir: Path = Field(description="output folder")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -24,6 +24,7 @@ import torch
 from common.config import StudyConfig, TrainConfig
 from common.data.arrays import EcgArrays
 from common.data.store import write_json
+from common.evaluation.bootstrap import bootstrap_ci
 from common.evaluation.plots import plot_pr, plot_reliability, plot_roc
 from common.evaluation.tables import format_ci_pair, markdown_table
 from common.models import count_parameters, create_model
@@ -75,16 +76,21 @@ def train_model(
     *,
     epochs: int,
     patience: int | None,
+    run_name: str | None = None,
     echo: Any = print,
 ) -> ModelRun:
-    """Train one model (a registered network or the feature baseline) and score validation and test."""
+    """Train one model (a registered network or the feature baseline) and score validation and test.
+
+    ``run_name`` (default: the model's name) names its checkpoint and saved scores.
+    """
+    run_name = run_name or name
     if name == FEATURE_BASELINE:
         t0 = time.perf_counter()
         baseline = FeatureBaseline(cfg.target_fs, seed=cfg.seed).fit(train)
         dt = time.perf_counter() - t0
-        echo(f"  {name}: fitted in {dt:.1f} s")
+        echo(f"  {run_name}: fitted in {dt:.1f} s")
         return ModelRun(
-            name, baseline.n_parameters, dt, len(train), None, [], baseline.predict(val), baseline.predict(test)
+            run_name, baseline.n_parameters, dt, len(train), None, [], baseline.predict(val), baseline.predict(test)
         )
 
     seed_everything(cfg.seed)
@@ -93,12 +99,12 @@ def train_model(
 
     def on_epoch(e: EpochLog) -> None:
         auc = "n/a" if e.val_auroc is None else f"{e.val_auroc:.3f}"
-        echo(f"  {name} epoch {e.epoch}/{epochs}  loss {e.train_loss:.4f}  val AUROC {auc}")
+        echo(f"  {run_name} epoch {e.epoch}/{epochs}  loss {e.train_loss:.4f}  val AUROC {auc}")
 
-    checkpoint = out_dir / "checkpoints" / f"{name}.pt"
+    checkpoint = out_dir / "checkpoints" / f"{run_name}.pt"
     result = fit(model, train, val, run_cfg, epochs=epochs, patience=patience, on_epoch=on_epoch, checkpoint=checkpoint)
     return ModelRun(
-        name,
+        run_name,
         count_parameters(model),
         result.seconds,
         result.samples_seen,
@@ -110,9 +116,9 @@ def train_model(
 
 
 def write_study_card(
-    cfg: StudyConfig, name: str, run: ModelRun, train: EcgArrays, val: EcgArrays, spec: InputSpec
+    cfg: StudyConfig, name: str, seed: int, run: ModelRun, train: EcgArrays, val: EcgArrays, spec: InputSpec
 ) -> None:
-    """The model card beside a study model's checkpoint (``checkpoints/<name>.pt``)."""
+    """The model card beside a study model's checkpoint (``checkpoints/<run name>.pt``)."""
     from common.evaluation.metrics import MetricError, youden_threshold
 
     try:
@@ -126,7 +132,7 @@ def write_study_card(
     }
     card = make_card(
         create_model(name),
-        train=cfg.train.model_copy(update={"model": name}),
+        train=cfg.train.model_copy(update={"model": name, "seed": seed}),
         spec=spec,
         arm="pooled (study)",
         training_data=data,
@@ -136,7 +142,7 @@ def write_study_card(
         threshold_source="Youden on the pooled validation split",
         config=cfg,
     )
-    write_card(cfg.out_dir / "checkpoints" / f"{name}.pt", card)
+    write_card(cfg.out_dir / "checkpoints" / f"{run.name}.pt", card)
 
 
 def evaluate_runs(
@@ -180,6 +186,7 @@ def write_study_report(
     table: pd.DataFrame,
     test: EcgArrays,
     config: dict[str, Any],
+    seeds: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """``results.json``, ``report.md`` and ROC / PR / calibration plots."""
     from common.evaluation.summary import summary_markdown_rows
@@ -204,6 +211,7 @@ def write_study_report(
             for r in runs
         },
         "benchmark_table": table.to_dict(orient="records"),
+        "seeds": seeds,
     }
     write_json(out / "results.json", results)
     main_rows = pd.DataFrame(summary_markdown_rows(summaries[ref.name]), columns=["metric", ref.name])
@@ -222,6 +230,16 @@ def write_study_report(
         "",
         markdown_table(table),
         "",
+        *(
+            [
+                f"AUROC [95% CI], DeLong p and the main table are those of the first training seed "
+                f"({config['train']['seed']}); the seed columns give every seed's test AUROC as mean ± SD and the "
+                "ensemble of the seeds' scores (its DeLong p against the reference model's ensemble).",
+                "",
+            ]
+            if seeds
+            else []
+        ),
         "Plots: `roc.png`, `pr.png`, `calibration.png`. Every figure is in `results.json`.",
         "",
     ]
@@ -250,21 +268,85 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.train.num_threads)
     saved = out / "models"
-    runs = []
+    by_model: dict[str, list[ModelRun]] = {}
     for name in models:
-        if reuse and (saved / f"{name}.npz").is_file():
-            echo(f"reusing {name} from {saved}")
-            runs.append(ModelRun.load(saved, name))
-            continue
-        echo(f"training {name}")
-        run = train_model(name, train, val, test, cfg.train, out, epochs=cfg.epochs, patience=cfg.patience, echo=echo)
-        run.save(saved)
-        if spec is not None and name != FEATURE_BASELINE:
-            write_study_card(cfg, name, run, train, val, spec)
-        runs.append(run)
+        for seed in study_seeds(cfg):
+            run_name = seed_run_name(name, seed, cfg)
+            if reuse and (saved / f"{run_name}.npz").is_file():
+                echo(f"reusing {run_name} from {saved}")
+                by_model.setdefault(name, []).append(ModelRun.load(saved, run_name))
+                continue
+            echo(f"training {run_name}")
+            tcfg = cfg.train.model_copy(update={"seed": seed})
+            run = train_model(name, train, val, test, tcfg, out, epochs=cfg.epochs, patience=cfg.patience,
+                              run_name=run_name, echo=echo)  # fmt: skip
+            run.save(saved)
+            if spec is not None and name != FEATURE_BASELINE:
+                write_study_card(cfg, name, seed, run, train, val, spec)
+            by_model.setdefault(name, []).append(run)
+    runs = [seeded[0] for seeded in by_model.values()]
     summaries, table = evaluate_runs(runs, val, test, n_boot=cfg.n_boot, seed=cfg.train.seed)
+    seeds = seed_summary(by_model, test, n_boot=cfg.n_boot, seed=cfg.train.seed) if cfg.seeds > 1 else None
+    if seeds is not None:
+        table = table.merge(seed_columns(seeds), on="model")
     config = {**cfg.model_dump(mode="json"), "models": list(models)}
     write_study_report(
-        out, title=title, data_table=data_table, runs=runs, summaries=summaries, table=table, test=test, config=config
-    )
+        out, title=title, data_table=data_table, runs=runs, summaries=summaries, table=table, test=test, config=config,
+        seeds=seeds,
+    )  # fmt: skip
     return table
+
+
+def study_seeds(cfg: StudyConfig) -> list[int]:
+    """The training seeds of every model: ``train.seed``, ``train.seed + 1``, ..."""
+    return [cfg.train.seed + k for k in range(cfg.seeds)]
+
+
+def seed_run_name(name: str, seed: int, cfg: StudyConfig) -> str:
+    """The first seed keeps the model's name (its checkpoint is ``checkpoints/<model>.pt``); the others add the seed."""
+    return name if seed == cfg.train.seed else f"{name}-seed{seed}"
+
+
+def seed_summary(
+    by_model: Mapping[str, Sequence[ModelRun]], test: EcgArrays, *, n_boot: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Per model: the test AUROC of every training seed, their mean and SD, and the seed ensemble (mean score)
+    with its patient-bootstrap CI and a DeLong test against the reference model's ensemble."""
+    from common.evaluation.comparisons import delong_test
+    from common.evaluation.metrics import auroc
+
+    patients = test.meta["patient_id"].to_numpy()
+    ensembles = {name: np.mean([r.test_scores for r in runs], axis=0) for name, runs in by_model.items()}
+    ref = REFERENCE_MODEL if REFERENCE_MODEL in ensembles else next(iter(ensembles))
+    out = {}
+    for name, runs in by_model.items():
+        aurocs = [auroc(test.y, r.test_scores) for r in runs]
+        ci = bootstrap_ci("auroc", test.y, ensembles[name], patients, n_boot=n_boot, seed=seed)
+        p = None if name == ref else delong_test(test.y, ensembles[ref], ensembles[name]).p_value
+        out[name] = {
+            "seeds": [r.name for r in runs],
+            "test_auroc": aurocs,
+            "mean": float(np.mean(aurocs)),
+            "sd": float(np.std(aurocs, ddof=1)),
+            "ensemble": {"auroc": ci.estimate, "auroc_ci": [ci.lower, ci.upper], "delong_p_vs_reference": p},
+            "reference": ref,
+        }
+    return out
+
+
+def seed_columns(seeds: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """The seed figures as benchmark-table columns."""
+    rows = []
+    for name, s in seeds.items():
+        e = s["ensemble"]
+        rows.append(
+            {
+                "model": name,
+                f"AUROC over {len(s['seeds'])} seeds (mean ± SD)": f"{s['mean']:.3f} ± {s['sd']:.3f}",
+                "seed ensemble AUROC [95% CI]": format_ci_pair(e["auroc"], e["auroc_ci"]),
+                f"ensemble DeLong p vs {s['reference']}": e["delong_p_vs_reference"]
+                if e["delong_p_vs_reference"] is not None
+                else "ref",
+            }
+        )
+    return pd.DataFrame(rows)
