@@ -284,8 +284,8 @@ DATA_KINDS: tuple[str, ...] = ("synthetic", "ptbxl", "manifest", "challenge")
 DEFAULT_CROP_S = 2.5
 """Training crop length. With conv_bilstm_attn on the default cohort, 2.5 s crops train the main job in about half
 the time of whole 10 s records (README: the main job); the crop-trained model then scores a whole record in one
-pass (``window_aggregate = "whole"``): on PTB-XL's validation fold as well as the mean over 7 half-overlapping
-windows (AUROC 0.930/0.930/0.934 vs 0.930/0.929/0.940 over 3 seeds) at about a third of the cost."""
+pass (``window_aggregate = "whole"``), which on PTB-XL's validation fold (3 seeds) scored as well as the mean over
+7 half-overlapping windows at about a third of the cost (``benchmarks/bench_model.py``)."""
 
 
 class TrainConfig(Frozen):
