@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
+from common.config import flat as F
 from common.federation import histograms as H
 from common.federation import outputs as O
 from common.federation import protocol as P
@@ -77,16 +78,9 @@ def histogram_summary(hists: dict[int, H.ScoreHistogram], names: Sequence[str]) 
     }
 
 
-def _differences(got: Any, want: Any, where: str = "") -> list[str]:
-    if isinstance(got, dict) and isinstance(want, dict):
-        keys = sorted(set(got) | set(want))
-        return [d for k in keys for d in _differences(got.get(k), want.get(k), f"{where}.{k}" if where else k)]
-    return [] if got == want else [f"{where} {got!r} (the run's: {want!r})"]
-
-
 def _check_training(hospital: str, reported: dict[str, Any], expected: dict[str, Any]) -> None:
     """A hospital must train with exactly the settings the server was given."""
-    diff = _differences(reported, expected)
+    diff = [f"{key} {got!r} (the run's: {want!r})" for key, got, want in F.differences(reported, expected)]
     if diff:
         raise RuntimeError(
             f"hospital {hospital!r} trained round {reported.get('server_round')} with other settings than the run's: "

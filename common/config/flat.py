@@ -188,6 +188,14 @@ def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def differences(a: Any, b: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """Where two nested dicts (settings as JSON) differ: (dotted key, value in ``a``, value in ``b``), keys sorted."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in differences(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))]
+    return [] if a == b else [(where, a, b)]
+
+
 def override(config: M, flat: Mapping[str, Any]) -> M:
     """``config`` with the flat table's settings changed (the rest as they are)."""
     updated = merge(config.model_dump(), nested(type(config), flat))

@@ -9,7 +9,7 @@ control is listed with its reason and never stops the batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -95,7 +95,6 @@ def predict_source(
     qc: QCConfig | None = None,
     stats_site: str | None = None,
     progress: bool = True,
-    on_progress: Callable[[int], None] | None = None,
 ) -> Predictions:
     """Score every record of ``source``; each unusable one is a row with its reason instead of a score."""
     qc = qc or QCConfig(require_label=False)
@@ -131,8 +130,6 @@ def predict_source(
         if good:
             scores[good] = _score(model, card, np.stack(signals), index.iloc[good].reset_index(drop=True))
         bar.update(len(chunk))
-        if on_progress is not None:
-            on_progress(len(chunk))
     bar.close()
     rows = index.reindex(columns=["record_id", "patient_id", "site", "age", "sex", "label"]).copy()
     rows["score"] = scores

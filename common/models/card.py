@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError
 from torch import nn
 
 from common.config import Frozen, PreprocessConfig, SamplingRate, TrainConfig
+from common.config import flat as F
 from common.data.leads import LEADS, UNITS
 from common.data.preprocess import AGE_CENTER, AGE_SCALE, DEMOGRAPHIC_FEATURES
 from common.data.store import SiteStore
@@ -73,7 +74,7 @@ class InputSpec(Frozen):
     def same_preparation(self, other: InputSpec) -> list[str]:
         """What differs in how the two specs prepare a record (the hospitals' statistics aside)."""
         mine, theirs = self.model_dump(exclude={"site_stats"}), other.model_dump(exclude={"site_stats"})
-        return _differences(mine, theirs)
+        return [f"{key}: {a!r} vs {b!r}" for key, a, b in F.differences(mine, theirs)]
 
 
 class HospitalData(Frozen):
@@ -114,12 +115,6 @@ class ModelCard(Frozen):
         known = [h.positives for h in self.training_data.values()]
         positives = None if any(p is None for p in known) else sum(p for p in known if p is not None)
         return HospitalData(ecgs=ecgs, positives=positives)
-
-
-def _differences(a: Any, b: Any, where: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{where}.{k}".strip("."))]
-    return [] if a == b else [f"{where}: {a!r} vs {b!r}"]
 
 
 def raw_store_preprocessing(store: SiteStore, model_fs: int) -> PreprocessConfig:
