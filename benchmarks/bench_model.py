@@ -6,8 +6,8 @@ Prints training ECGs/s (forward + backward + AdamW step, on whole 10 s records a
 crops), then inference on 10 s records scored as ``fedami predict`` scores them (the model card's
 ``crop_s``: half-overlapping windows averaged; or the whole record in one pass) for several variants
 measured in this one run: ``torch.no_grad`` as the engine runs it, ``torch.inference_mode``, windows of
-a batch stacked into one forward pass, batch sizes, and ONNX Runtime where it is installed
-(``pip install onnxruntime onnx``). Each figure is batched ECGs/s and the median latency of one ECG.
+a batch stacked into one forward pass, batch sizes, and ONNX Runtime as ``fedami predict`` runs it
+(its default engine). Each figure is batched ECGs/s and the median latency of one ECG.
 Model, threads, rate, batch and crop default to the typed training settings (``train.*``).
 """
 
@@ -108,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         ("torch inference_mode, windows stacked", windows_stacked),
         ("torch inference_mode, whole record", whole),
     ]
+    from common.inference.runtime import RuntimeUnavailable
+
     try:
         variants += _onnx_variants(model, x, d, starts, length, cfg.num_threads)
-    except ImportError as err:
-        print(f"  (ONNX Runtime not measured: {err.name} is not installed)")
+    except RuntimeUnavailable as err:
+        print(f"  (ONNX Runtime not measured: {err})")
     print(f"  {'inference':<42} {'batch 64':>9} {'batch 256':>10} {'one ECG':>9}")
     for label, fn in variants:
         rates = [_rate(fn, max(args.ecgs, b), b) for b in (64, 256)]
@@ -122,35 +124,21 @@ def main(argv: list[str] | None = None) -> int:
 def _onnx_variants(
     model: object, x: object, d: object, starts: list[int], length: int, threads: int
 ) -> list[tuple[str, Callable[[int], object]]]:
-    import tempfile
-    import warnings
-
-    import numpy as np
-    import onnxruntime as ort
+    """ONNX Runtime as ``fedami predict --engine onnx`` runs it (one export; any record length)."""
     import torch
 
+    from common.inference.runtime import OnnxRuntimeModel
+
     assert isinstance(model, torch.nn.Module) and isinstance(x, torch.Tensor) and isinstance(d, torch.Tensor)
-    sessions = {}
-    for n in sorted({length, x.shape[-1]}):
-        path = Path(tempfile.mkdtemp()) / f"model-{n}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, (x[:2, :, :n], d[:2]), str(path), input_names=["x", "demo"], output_names=["logit"],
-                dynamic_axes={"x": {0: "b"}, "demo": {0: "b"}, "logit": {0: "b"}}, dynamo=False, opset_version=17,
-            )  # fmt: skip
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        sessions[n] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    xn, dn = x.numpy(), d.numpy()
+    ort_model = OnnxRuntimeModel(model, x.shape[-1], threads)
 
     def ort_windows(b: int) -> object:
-        w = np.stack([xn[:b, :, s : s + length] for s in starts], 1).reshape(-1, 12, length)
-        logits = sessions[length].run(None, {"x": w, "demo": np.repeat(dn[:b], len(starts), 0)})[0]
-        return (1 / (1 + np.exp(-logits))).reshape(b, len(starts)).mean(1)
+        w = torch.stack([x[:b, :, s : s + length] for s in starts], 1).reshape(-1, 12, length)
+        logits = ort_model(w, d[:b].repeat_interleave(len(starts), 0))
+        return torch.sigmoid(logits).reshape(b, len(starts)).mean(1)
 
     def ort_whole(b: int) -> object:
-        return sessions[xn.shape[-1]].run(None, {"x": xn[:b], "demo": dn[:b]})[0]
+        return torch.sigmoid(ort_model(x[:b], d[:b]))
 
     return [("ONNX Runtime, windows stacked", ort_windows), ("ONNX Runtime, whole record", ort_whole)]
 

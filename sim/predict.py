@@ -28,13 +28,17 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # `python sim/predict.py` from a checkout puts sim/ first on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import ChallengeData, EvaluationConfig, ManifestData
+from common.config import ChallengeData, EvaluationConfig, InferenceConfig, ManifestData
 from common.data.readers.base import Source
 from sim.cli import check_writable
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="bootstrap replicates for the CI",
     )
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/predict-<time>)")
+    engine, threads = InferenceConfig.model_fields["engine"], InferenceConfig.model_fields["threads"]
+    p.add_argument("--engine", choices=("onnx", "torch"), default=engine.default, help=engine.description)
+    p.add_argument("--threads", type=int, default=threads.default, help=threads.description)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -93,6 +100,21 @@ def _source(args: argparse.Namespace) -> Source:
     return ChallengeSource(root=args.challenge.expanduser().resolve(), label=args.label)
 
 
+def _engine(model: nn.Module, n_samples: int, cfg: InferenceConfig) -> tuple[nn.Module, str]:
+    """The network as ``cfg.engine`` runs it; ONNX Runtime unable to run it falls back to torch, said on stderr."""
+    import torch
+
+    from common.inference.runtime import RuntimeUnavailable, scoring_model
+
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return scoring_model(model, n_samples, cfg.engine, cfg.threads), cfg.engine
+    except RuntimeUnavailable as err:
+        print(f"note: {err}; scoring with torch (the same scores, slower)", file=sys.stderr)
+        return model, "torch"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -109,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.boot < 10:
             raise SettingsError("--boot must be at least 10")
         check_writable(out)
+        inference = InferenceConfig(engine=args.engine, threads=args.threads)
         model, card = load_model(args.model.expanduser())
         spec = card.input
         print(f"model {card.model} ({card.arm}, {card.kept}); input {spec.model_fs} Hz, {spec.n_samples} samples")
+        model, engine = _engine(model, spec.n_samples, inference)
+        print(f"scoring with {engine}")
         if args.store is not None:
             pred = predict_store(model, card, SiteStore.open(args.store.expanduser()), args.split)
         else:
@@ -125,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, CardError, StoreError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    summary = summarise(pred, n_boot=args.boot, seed=card.train.seed)
+    summary = {**summarise(pred, n_boot=args.boot, seed=card.train.seed), "engine": engine}
     write_predictions(out, pred, summary)
     for line in summary_lines(summary):
         print(line)

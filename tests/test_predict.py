@@ -122,11 +122,16 @@ def test_a_study_checkpoint_has_a_card_describing_its_training(study: Path, tiny
 
 def test_predict_on_the_stores_gives_the_study_s_own_test_scores(study: Path, tiny_cohort: list[SiteStore]) -> None:
     from common.inference.predict import predict_store
+    from common.inference.runtime import OnnxRuntimeModel
 
     model, card = load_model(study / "checkpoints" / "cnn1d.pt")
-    got = np.concatenate([predict_store(model, card, s, "test").rows["score"].to_numpy() for s in tiny_cohort])
     want = np.load(study / "models" / "cnn1d.npz")["test"]
+    got = np.concatenate([predict_store(model, card, s, "test").rows["score"].to_numpy() for s in tiny_cohort])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    # fedami predict's default engine, ONNX Runtime: the same scores to float32 rounding
+    ort = OnnxRuntimeModel(model, card.input.n_samples, threads=1)
+    got = np.concatenate([predict_store(ort, card, s, "test").rows["score"].to_numpy() for s in tiny_cohort])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 def _export(store: SiteStore, folder: Path, split: str) -> pd.DataFrame:
@@ -225,6 +230,7 @@ def test_fedami_predict_scores_a_manifest_with_labels(
     assert summary["scored"] == len(manifest) - 1 and summary["skipped"] == {"unreadable": 1}
     assert summary["auroc_ci"][0] <= summary["auroc"] <= summary["auroc_ci"][1]
     assert 0 <= summary["sensitivity"] <= 1 and summary["card"]["model"] == "cnn1d"
+    assert summary["engine"] == "onnx"
     scored = rows[rows["status"] == "scored"]
     assert ((scored["score"] >= summary["threshold"]) == (scored["flag"] == 1)).all()
     assert "AUROC" in proc.stdout and "not scored: 1 unreadable" in proc.stdout

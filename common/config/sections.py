@@ -425,6 +425,15 @@ class EvaluationConfig(Frozen):
 N_BOOT_FIELD = EvaluationConfig.model_fields["n_boot"]
 
 
+class InferenceConfig(Frozen):
+    """How ``fedami predict`` runs a trained network (never what it computes: both engines give the same scores)."""
+
+    engine: Literal["onnx", "torch"] = Field(
+        "onnx", description="ONNX Runtime (about twice torch's speed on a CPU, benchmarks/bench_model.py) or torch"
+    )
+    threads: int | None = Field(None, ge=1, description="CPU threads for scoring (None: torch's default)")
+
+
 class AppConfig(Frozen):
     """The Flower ServerApp's and ClientApps' settings: ``[tool.flwr.app.config]`` as typed sections.
 
