@@ -429,7 +429,7 @@ class InferenceConfig(Frozen):
     """How ``fedami predict`` runs a trained network (never what it computes: both engines give the same scores)."""
 
     engine: Literal["onnx", "torch"] = Field(
-        "onnx", description="ONNX Runtime (about twice torch's speed on a CPU, benchmarks/bench_model.py) or torch"
+        "onnx", description="ONNX Runtime (faster than torch on a CPU: benchmarks/bench_model.py) or torch"
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for scoring (None: torch's default)")
 

@@ -54,6 +54,13 @@ class OnnxRuntimeModel(nn.Module):
         A record length to export with (any length can be scored afterwards).
     threads
         ONNX Runtime's intra-op threads (default: torch's current number).
+
+    Attributes
+    ----------
+    onnx
+        The exported ONNX model (bytes).
+    session
+        The ONNX Runtime session that scores.
     """
 
     def __init__(self, model: nn.Module, n_samples: int, threads: int | None = None) -> None:
@@ -68,8 +75,8 @@ class OnnxRuntimeModel(nn.Module):
         options.log_severity_level = 3  # ORT's own notices would flood a scoring log
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                path = export_onnx(model, n_samples, Path(tmp) / "model.onnx")
-                self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                self.onnx = export_onnx(model, n_samples, Path(tmp) / "model.onnx").read_bytes()
+                self.session = ort.InferenceSession(self.onnx, options, providers=["CPUExecutionProvider"])
             except Exception as err:  # the exporter or the runtime refusing an operator: say so, never a traceback
                 name, why = type(model).__name__, f"{type(err).__name__}: {err}"
                 raise RuntimeUnavailable(f"{name} cannot run in ONNX Runtime ({why}); use the torch engine") from err
