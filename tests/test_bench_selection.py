@@ -1,0 +1,77 @@
+"""The model-selection benchmark's folds, variants and auxiliary targets (its figures are a benchmark, not a test)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PTBXL = REPO.parent / "shared" / "data" / "ptbxl"
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_selection", REPO / "benchmarks" / "bench_selection.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_folds_keep_each_patient_in_one_fold_and_cover_every_record_once() -> None:
+    # Prepare: 300 ECGs of 120 patients (1 to 4 each), 15 % positive
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(120), rng.integers(1, 5, 120))
+    y = (rng.random(len(patients)) < 0.15).astype(np.float32)
+    # Execute
+    folds = _bench().grouped_folds(y, patients.astype(str), 5, seed=0)
+    # Assert
+    assert len(folds) == 5 and np.array_equal(np.sort(np.concatenate(folds)), np.arange(len(y)))
+    owners = [set(patients[f]) for f in folds]
+    assert all(not (a & b) for i, a in enumerate(owners) for b in owners[i + 1 :])
+    assert all(y[f].sum() > 0 for f in folds)
+
+
+def test_variants_by_name_and_an_unknown_one_lists_the_known() -> None:
+    bench = _bench()
+    assert bench.variant("cnn1d").model == "cnn1d" and bench.variant("default") == bench.Variant()
+    assert bench.variant("wide-regularised").kwargs["width"] == 32
+    with pytest.raises(SystemExit, match=r"unknown variant 'tiny'; known: default, wide-regularised.*cnn1d"):
+        bench.variant("tiny")
+
+
+@pytest.mark.skipif(not PTBXL.is_dir(), reason="no shared PTB-XL data (../shared/data/ptbxl) beside this checkout")
+def test_superclass_targets_follow_ptbxl_s_statement_table() -> None:
+    # Prepare: the first records of PTB-XL's database, their SCP statements read independently
+    db = pd.read_csv(PTBXL / "metadata" / "ptbxl_database.csv").head(50)
+    statements = pd.read_csv(PTBXL / "metadata" / "scp_statements.csv", index_col=0)
+    # Execute
+    got = _bench().superclass_targets(db[["ecg_id"]], PTBXL)
+    # Assert: NORM exactly where a NORM-class statement is listed; every row's classes from its own statements
+    for row, codes in zip(got, db["scp_codes"], strict=True):
+        classes = {statements.loc[c, "diagnostic_class"] for c in ast.literal_eval(codes) if c in statements.index}
+        assert list(row.astype(bool)) == [s in classes for s in ("NORM", "STTC", "CD", "HYP")]
+    assert 0 < got[:, 0].mean() < 1
+
+
+@pytest.mark.slow
+def test_the_benchmark_compares_variants_on_a_small_cohort(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_selection.py"), "--data", "synthetic",
+                           "--n-ecgs", "600", "--epochs", "1", "--seeds", "2", "--folds", "2",
+                           "--variants", "default,cnn1d", "--data-dir", str(tmp_path / "data"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "out" / "selection.json").read_text())["results"]
+    assert set(results) == {"default", "cnn1d"}
+    assert all(len(r["aurocs"]) == 4 and len(r["ensemble_aurocs"]) == 2 for r in results.values())
+    assert "test never loaded" in proc.stdout
