@@ -14,6 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from common.config import AppConfig
+from common.evaluation.calibration import calibration_metrics
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
@@ -111,6 +112,10 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
             metrics[P.REP_BINS] = reps.bins.tolist()
             metrics[P.REP_POS] = reps.pos.ravel().tolist()
             metrics[P.REP_NEG] = reps.neg.ravel().tolist()
+        if res.subgroups is not None:
+            metrics.update(H.subgroup_metrics(res.subgroups))
+        if res.calibration is not None:
+            metrics.update(calibration_metrics(res.calibration))
         return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
     return app

@@ -21,6 +21,8 @@ import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from common.config import flat as F
+from common.evaluation.calibration import read_calibration
+from common.evaluation.subgroups import SUBGROUPS
 from common.federation import histograms as H
 from common.federation import outputs as O
 from common.federation import protocol as P
@@ -66,6 +68,8 @@ def site_test(reply: RecordDict, names: Sequence[str]) -> R.SiteTest:
         n_patients=int(P.number(m, P.NUM_PATIENTS)),
         counts=counts,
         replicates=replicates,
+        subgroups=H.read_subgroups(m, len(SUBGROUPS)),
+        calibration=read_calibration(m),
     )
 
 

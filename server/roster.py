@@ -29,6 +29,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from common.evaluation.subgroups import SUBGROUPS
 from common.federation import histograms as H
 from common.federation import protocol as P
 
@@ -328,7 +329,68 @@ def check_reply(content: RecordDict, kind: str, sent: dict[str, tuple[tuple[int,
             return f"bad metrics: {err}"
         if not 1 <= patients <= n:
             return f"{P.NUM_PATIENTS} = {patients:g} for {int(n)} ECGs"
-        return _check_replicates(metrics, counts[: H.N_BINS] + counts[H.N_BINS :])
+        pos_hist, neg_hist = counts[: H.N_BINS], counts[H.N_BINS :]
+        return (
+            _check_replicates(metrics, pos_hist + neg_hist)
+            or _check_subgroups(metrics, pos_hist, neg_hist)
+            or _check_calibration(metrics, int(n), int(pos_hist.sum()))
+        )
+    return ""
+
+
+def _check_subgroups(metrics: Any, pos_hist: np.ndarray, neg_hist: np.ndarray) -> str:
+    """Subgroups, where sent: every one, each a part of the hospital's histogram, its replicates in its own bins."""
+    if P.subgroup_key(P.SUB_PATIENTS, 0) not in metrics:
+        return ""
+    for i, (group, label) in enumerate(SUBGROUPS):
+        what = f"subgroup {group} {label}"
+
+        def get(key: str, i: int = i) -> Any:
+            return metrics.get(P.subgroup_key(key, i))
+
+        patients = get(P.SUB_PATIENTS)
+        if isinstance(patients, bool) or not isinstance(patients, int) or patients < 0:
+            return f"{what}: a patient count of {patients!r}"
+        if patients == 0:
+            continue
+        bins, pos, neg = get(P.SUB_BINS), get(P.SUB_POS), get(P.SUB_NEG)
+        if not all(isinstance(v, list) for v in (bins, pos, neg)) or not len(bins) == len(pos) == len(neg) > 0:
+            return f"{what}: histograms of the wrong shape"
+        b, sp, sn = np.asarray(bins), np.asarray(pos), np.asarray(neg)
+        if not np.issubdtype(b.dtype, np.integer) or b.min() < 0 or b.max() >= H.N_BINS or (np.diff(b) <= 0).any():
+            return f"{what}: bins outside the grid"
+        if (sp < 0).any() or (sn < 0).any() or (sp + sn == 0).any():
+            return f"{what}: negative or empty counts"
+        if (sp > pos_hist[b]).any() or (sn > neg_hist[b]).any():
+            return f"{what}: more ECGs than the hospital's histogram holds"
+        if not 1 <= patients <= int(sp.sum() + sn.sum()):
+            return f"{what}: {patients} patients for {int(sp.sum() + sn.sum())} ECGs"
+        if get(P.SUB_REP_POS) is not None:
+            reps = {P.REP_BINS: bins, P.REP_POS: get(P.SUB_REP_POS), P.REP_NEG: get(P.SUB_REP_NEG)}
+            per_bin = np.zeros(H.N_BINS)
+            per_bin[b] = sp + sn
+            problem = _check_replicates(reps, per_bin)
+            if problem:
+                return f"{what}: {problem}"
+    return ""
+
+
+def _check_calibration(metrics: Any, n: int, positives: int) -> str:
+    """Calibration sums, where sent: counts of its ECGs, sums within what probabilities and labels allow."""
+    if P.CAL_COUNT not in metrics:
+        return ""
+    count, sum_p, sum_y, sq = (metrics.get(k) for k in (P.CAL_COUNT, P.CAL_SUM_P, P.CAL_SUM_Y, P.CAL_SQ_ERR))
+    if not all(isinstance(v, list) for v in (count, sum_p, sum_y)) or not len(count) == len(sum_p) == len(sum_y) > 0:
+        return "calibration sums of the wrong shape"
+    c, p, y = (np.asarray(v, np.float64) for v in (count, sum_p, sum_y))
+    if isinstance(sq, bool) or not isinstance(sq, int | float) or not np.isfinite([*p, *y, sq]).all():
+        return "calibration sums that are not finite numbers"
+    if (c < 0).any() or c.sum() != n or y.sum() != positives or (y < 0).any() or (y > c).any():
+        return f"calibration counts that do not count its {n} ECGs and {positives} AMI"
+    edges = np.arange(len(c) + 1) / len(c)
+    tol = 1e-6 * np.maximum(c, 1)
+    if (p < c * edges[:-1] - tol).any() or (p > c * edges[1:] + tol).any() or not 0 <= sq <= n:
+        return "calibration sums outside their bins"
     return ""
 
 

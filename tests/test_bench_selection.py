@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.shared_data import PTBXL, needs_ptbxl
+
 REPO = Path(__file__).resolve().parents[1]
-PTBXL = REPO.parent / "shared" / "data" / "ptbxl"
 
 
 def _bench() -> ModuleType:
@@ -47,7 +48,7 @@ def test_variants_by_name_and_an_unknown_one_lists_the_known() -> None:
         bench.variant("tiny")
 
 
-@pytest.mark.skipif(not PTBXL.is_dir(), reason="no shared PTB-XL data (../shared/data/ptbxl) beside this checkout")
+@needs_ptbxl
 def test_superclass_targets_follow_ptbxl_s_statement_table() -> None:
     # Prepare: the first records of PTB-XL's database, their SCP statements read independently
     db = pd.read_csv(PTBXL / "metadata" / "ptbxl_database.csv").head(50)

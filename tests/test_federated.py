@@ -14,6 +14,7 @@ from client.app import make_client_app
 from common.config import AppConfig, StoresConfig, TrainConfig
 from common.config import flat as F
 from common.data.store import SiteStore
+from common.evaluation.subgroups import SUBGROUPS
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
@@ -151,8 +152,17 @@ def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], t
     m = dict(reply.content.metric_records[P.METRICS])
     test = tiny_cohort[0].metadata["split"] == "test"
     n, n_pos = int(test.sum()), int(tiny_cohort[0].metadata.loc[test, "label"].sum())
-    assert set(m) == {P.NUM_EXAMPLES, P.NUM_PATIENTS, P.SITE_INDEX, P.POS_HIST, P.NEG_HIST, P.TP, P.FP, P.TN, P.FN,
-                      P.REP_BINS, P.REP_POS, P.REP_NEG}  # fmt: skip
+    subgroup_keys = {k for k in m if k.startswith("sub-")}
+    assert set(m) - subgroup_keys == {P.NUM_EXAMPLES, P.NUM_PATIENTS, P.SITE_INDEX, P.POS_HIST, P.NEG_HIST, P.TP, P.FP,
+                                      P.TN, P.FN, P.REP_BINS, P.REP_POS, P.REP_NEG, P.CAL_COUNT, P.CAL_SUM_P,
+                                      P.CAL_SUM_Y, P.CAL_SQ_ERR}  # fmt: skip
+    # every subgroup's patients; its ECGs a part of the hospital's, as counts in the bins they fill
+    assert {P.subgroup_key(P.SUB_PATIENTS, i) for i in range(len(SUBGROUPS))} <= subgroup_keys
+    for i in range(len(SUBGROUPS)):
+        if m[P.subgroup_key(P.SUB_PATIENTS, i)]:
+            bins = np.asarray(m[P.subgroup_key(P.SUB_BINS, i)])
+            assert (np.asarray(m[P.subgroup_key(P.SUB_POS, i)]) <= np.asarray(m[P.POS_HIST])[bins]).all()
+    assert sum(m[P.CAL_COUNT]) == n and sum(m[P.CAL_SUM_Y]) == n_pos
     assert len(m[P.POS_HIST]) == len(m[P.NEG_HIST]) == H.N_BINS  # fixed grid: no per-record list
     assert sum(m[P.POS_HIST]) == n_pos and sum(m[P.NEG_HIST]) == n - n_pos
     assert m[P.TP] + m[P.FN] == n_pos and m[P.TP] + m[P.FP] + m[P.TN] + m[P.FN] == n
@@ -164,6 +174,7 @@ def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], t
     assert 0.5 * n < drawn.mean() < 1.5 * n
     without = make_client_app()(_message(MessageType.EVALUATE, {P.EVAL_SPLIT: "val"}), _context(_app(tiny_data_dir), 0))
     assert P.REP_BINS not in without.content.metric_records[P.METRICS]  # replicates only when asked
+    assert P.CAL_COUNT not in without.content.metric_records[P.METRICS]  # subgroups, calibration: test round only
 
 
 def test_a_node_whose_store_is_missing_names_the_command_that_prepares_it(tmp_path: Path) -> None:

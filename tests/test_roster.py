@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, Metadata, MetricRecord, RecordDict
 
+from common.evaluation.calibration import calibration_metrics, calibration_sums
 from common.federation import histograms as H
 from common.federation import protocol as P
 from server.roster import HospitalGrid, HospitalsError
@@ -39,7 +41,22 @@ def honest(msg: Message, hospital: str) -> Message:
     metrics.update({P.POS_HIST: pos, P.NEG_HIST: neg})
     # two bootstrap replicates over its two occupied bins
     metrics.update({P.REP_BINS: [0, H.N_BINS - 1], P.REP_POS: [0, 2, 0, 3], P.REP_NEG: [8, 0, 7, 0]})
+    metrics.update(EXTRAS)
     return Message(RecordDict({P.METRICS: metrics}), reply_to=msg)
+
+
+def _extras() -> dict[str, Any]:
+    """The subgroup and calibration entries of the honest test reply, made by the hospital's own functions."""
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    scores = np.array([1.0, 1.0, *[0.0] * 8])
+    ids = np.array(["p0", "p1", "p2", "p2", "p3", "p4", "p5", "p6", "p7", "p7"])
+    age = np.array([45, 70, 50, 51, 85, 30, np.nan, 66, 90, 90])
+    sex = np.array(["M", "F", "M", "M", "F", "", "M", "F", "F", "F"], dtype=object)
+    parts = H.subgroup_parts(y, scores, age, sex, ids, 2, 0)
+    return {**H.subgroup_metrics(parts), **calibration_metrics(calibration_sums(y, scores))}
+
+
+EXTRAS = _extras()
 
 
 class FakeGrid:
@@ -247,9 +264,20 @@ def _evaluate(hg: HospitalGrid) -> list[Message]:
         (P.REP_POS, [0, 2, 0], "bootstrap replicates of the wrong shape"),
         (P.REP_NEG, [8, 0, -7, 0], "negative counts in bootstrap replicates"),
         (P.REP_NEG, 3.0, "bootstrap replicates that are not lists"),
+        (P.subgroup_key(P.SUB_PATIENTS, 0), -1, "subgroup age <50: a patient count of -1"),
+        (P.subgroup_key(P.SUB_NEG, 0), [9, 0], "subgroup age <50: more ECGs than the hospital's histogram holds"),
+        (P.subgroup_key(P.SUB_BINS, 0), [0, H.N_BINS], "subgroup age <50: bins outside the grid"),
+        (P.subgroup_key(P.SUB_POS, 4), [1], "subgroup sex male: histograms of the wrong shape"),
+        (P.subgroup_key(P.SUB_REP_NEG, 4), [-1, 0, 0, 0], "subgroup sex male: negative counts in bootstrap replicates"),
+        (P.CAL_COUNT, [10] + [0] * 8, "calibration sums of the wrong shape"),
+        (P.CAL_COUNT, [9, 0, 0, 0, 0, 0, 0, 0, 0, 2], "calibration counts that do not count its 10 ECGs and 2 AMI"),
+        (P.CAL_SUM_P, [0.0] * 9 + [0.5], "calibration sums outside their bins"),
+        (P.CAL_SQ_ERR, float("nan"), "calibration sums that are not finite numbers"),
     ],
 )
-def test_malformed_bootstrap_replicates_and_patient_counts_are_rejected(key: str, value: object, reason: str) -> None:
+def test_malformed_replicates_subgroups_calibration_and_patient_counts_are_rejected(
+    key: str, value: object, reason: str
+) -> None:
     def broken(reply: Message) -> None:
         reply.content.metric_records[P.METRICS][key] = value  # type: ignore[assignment]
 

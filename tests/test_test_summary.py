@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +88,76 @@ def test_hospital_seeds_differ_by_hospital_and_repeat_by_run_seed() -> None:
 
     assert len(set(seeds)) == 5 and seeds == [H.hospital_seed(7, i) for i in range(5)]
     assert H.hospital_seed(8, 0) != seeds[0]
+
+
+def _with_subgroups(rng: np.random.Generator, n_boot: int) -> tuple[list[R.SiteTest], dict[str, np.ndarray]]:
+    """Three hospitals whose ECGs carry age and sex, their test replies with subgroups and calibration."""
+    from common.evaluation.calibration import calibration_sums
+
+    tests: list[R.SiteTest] = []
+    pooled: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "scores", "ids", "age", "sex")}
+    for i, (name, n) in enumerate(zip(HOSPITALS, (900, 700, 500), strict=True)):
+        base, data = site(rng, name, n, n_boot, i)
+        patients = np.unique(data["ids"], return_inverse=True)[1]
+        age = rng.uniform(25, 95, patients.max() + 1)[patients]
+        age[rng.random(n) < 0.03] = np.nan  # some ages unknown
+        sex = rng.choice(np.array(["M", "F", ""], dtype=object), patients.max() + 1, p=[0.55, 0.43, 0.02])[patients]
+        parts = H.subgroup_parts(data["y"], data["scores"], age, sex, data["ids"], n_boot, H.hospital_seed(0, i))
+        tests.append(R.SiteTest(name, base.histogram, base.n_patients, base.counts, base.replicates, parts,
+                                calibration_sums(data["y"], data["scores"])))  # fmt: skip
+        for k, v in (*data.items(), ("age", age), ("sex", sex)):
+            pooled[k].append(v)
+    return tests, {k: np.concatenate(v) for k, v in pooled.items()}
+
+
+def test_subgroup_aurocs_and_cis_from_histograms_agree_with_the_central_ones() -> None:
+    from common.evaluation.subgroups import SUBGROUPS, subgroup_aurocs
+
+    # Prepare
+    tests, d = _with_subgroups(np.random.default_rng(3), 1000)
+    # Execute
+    summary = R.summarise_test(tests, HOSPITALS, 0.5, seed=0, n_boot=1000)
+    # Assert: the same subgroups, sizes and AUROCs (exact up to the histogram's bins); CIs within bootstrap noise
+    central = subgroup_aurocs(d["y"], d["scores"], d["age"], d["sex"], d["ids"], n_boot=1000, seed=0)
+    binned = subgroup_aurocs(d["y"], H.EDGES[H.bin_of(d["scores"])], d["age"], d["sex"], d["ids"], n_boot=10)
+    got = summary["subgroups"]
+    assert [(g["group"], g["subgroup"]) for g in got] == list(SUBGROUPS)
+    for g, c, b in zip(got, central, binned, strict=True):
+        assert (g["n"], g["positives"], g["n_patients"]) == (c.n, c.positives, c.n_patients)
+        assert g["reason"] is None and c.auroc is not None and c.lower is not None and c.upper is not None
+        assert g["auroc"] == pytest.approx(b.auroc, abs=1e-12)
+        assert g["auroc"] == pytest.approx(c.auroc, abs=0.002)
+        half = (c.upper - c.lower) / 2
+        assert abs(g["auroc_ci"][0] - c.lower) < 0.25 * half and abs(g["auroc_ci"][1] - c.upper) < 0.25 * half
+
+
+def test_calibration_from_sums_is_exactly_the_central_one() -> None:
+    from common.evaluation.calibration import brier_score, expected_calibration_error, reliability_curve
+
+    tests, d = _with_subgroups(np.random.default_rng(4), 20)
+
+    summary = R.summarise_test(tests, HOSPITALS, 0.5, seed=0, n_boot=20)
+
+    everything = summary["all"]["calibration"]
+    assert everything["brier"] == pytest.approx(brier_score(d["y"], d["scores"]), abs=1e-12)
+    assert everything["ece"] == pytest.approx(expected_calibration_error(d["y"], d["scores"]), abs=1e-12)
+    curve = reliability_curve(d["y"], d["scores"])
+    assert everything["count"] == curve.count.tolist()
+    np.testing.assert_allclose(np.array(everything["observed"], float), curve.observed, atol=1e-12)
+    first = summary["sites"]["hospital_a"]["calibration"]
+    n_a = summary["sites"]["hospital_a"]["n"]
+    assert first["brier"] == pytest.approx(brier_score(d["y"][:n_a], d["scores"][:n_a]), abs=1e-12)
+
+
+def test_the_report_shows_subgroups_and_calibration(tmp_path: Path) -> None:
+    tests, _ = _with_subgroups(np.random.default_rng(5), 20)
+    summary = R.summarise_test(tests, HOSPITALS, 0.5, seed=0, n_boot=20)
+
+    R.write_report(tmp_path, summary, [{"round": 1, "train_loss": 0.5, "val": {}, "trained": HOSPITALS}])
+
+    report = (tmp_path / R.REPORT).read_text()
+    assert "## Subgroups (all hospitals)" in report and "| age | 65-79 |" in report and "| sex | female |" in report
+    assert "## Calibration" in report and "Brier score" in report
+    assert (tmp_path / R.CALIBRATION).stat().st_size > 5000
+    results = json.loads((tmp_path / R.RESULTS).read_text())
+    assert len(results["subgroups"]) == 6 and results["calibration"]["all"]["ece"] >= 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +20,7 @@ def probabilities(p: ArrayLike, n: int, what: str) -> np.ndarray:
 
 def brier_score(y: ArrayLike, p: ArrayLike) -> float:
     """Mean squared difference between probability and 0/1 outcome (sklearn's ``brier_score_loss``)."""
-    yy = labels01(y, "Brier score")
-    pp = probabilities(p, len(yy), "Brier score")
-    if len(yy) == 0:
-        raise MetricError("Brier score needs at least one ECG")
-    return float(np.mean((pp - yy) ** 2))
+    return calibration_sums(y, p, 1).brier()
 
 
 @dataclass(frozen=True)
@@ -47,24 +44,69 @@ class ReliabilityCurve(JsonResult):
     observed: np.ndarray
 
 
-def reliability_curve(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> ReliabilityCurve:
-    """Reliability-diagram data: ``n_bins`` equal-width bins of the probability.
+@dataclass(frozen=True)
+class CalibrationSums:
+    """What calibration needs, as sums over ECGs: per equal-width probability bin the ECGs, their summed
+    probability and their positives, and the summed squared error. Sums of hospitals add up, so a
+    federated test round computes the exact pooled calibration without any per-record score."""
+
+    count: np.ndarray
+    sum_p: np.ndarray
+    sum_y: np.ndarray
+    sq_err: float
+
+    @property
+    def n(self) -> int:
+        return int(self.count.sum())
+
+    def __add__(self, other: CalibrationSums) -> CalibrationSums:
+        return CalibrationSums(
+            self.count + other.count, self.sum_p + other.sum_p, self.sum_y + other.sum_y, self.sq_err + other.sq_err
+        )
+
+    def curve(self) -> ReliabilityCurve:
+        count = self.count.astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_p = np.where(count > 0, self.sum_p / np.maximum(count, 1), np.nan)
+            obs = np.where(count > 0, self.sum_y / np.maximum(count, 1), np.nan)
+        return ReliabilityCurve(np.linspace(0.0, 1.0, len(count) + 1), count, mean_p, obs)
+
+    def ece(self) -> float:
+        """``sum_b (n_b / n) * |observed_b - mean_predicted_b|``; empty bins contribute nothing."""
+        if self.n == 0:
+            raise MetricError("ECE needs at least one ECG")
+        curve = self.curve()
+        used = curve.count > 0
+        return float(np.sum(curve.count[used] / self.n * np.abs(curve.observed[used] - curve.mean_predicted[used])))
+
+    def brier(self) -> float:
+        if self.n == 0:
+            raise MetricError("Brier score needs at least one ECG")
+        return self.sq_err / self.n
+
+
+def calibration_sums(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> CalibrationSums:
+    """The sums of :class:`CalibrationSums` over ``n_bins`` equal-width bins.
 
     Bin ``b`` holds ``b/n_bins <= p < (b+1)/n_bins`` (computed as ``floor(p * n_bins)``); the last bin also
     holds ``p == 1``.
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    yy = labels01(y, "reliability curve")
-    pp = probabilities(p, len(yy), "reliability curve")
+    yy = labels01(y, "calibration").astype(np.float64)
+    pp = probabilities(p, len(yy), "calibration")
     b = np.minimum((pp * n_bins).astype(np.int64), n_bins - 1)
-    count = np.bincount(b, minlength=n_bins).astype(np.int64)
-    sum_p = np.bincount(b, weights=pp, minlength=n_bins)
-    sum_y = np.bincount(b, weights=yy.astype(np.float64), minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_p = np.where(count > 0, sum_p / count, np.nan)
-        obs = np.where(count > 0, sum_y / count, np.nan)
-    return ReliabilityCurve(np.linspace(0.0, 1.0, n_bins + 1), count, mean_p, obs)
+    return CalibrationSums(
+        np.bincount(b, minlength=n_bins).astype(np.int64),
+        np.bincount(b, weights=pp, minlength=n_bins),
+        np.bincount(b, weights=yy, minlength=n_bins),
+        float(np.sum((pp - yy) ** 2)),
+    )
+
+
+def reliability_curve(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> ReliabilityCurve:
+    """Reliability-diagram data: ``n_bins`` equal-width bins of the probability (as :func:`calibration_sums`)."""
+    return calibration_sums(y, p, n_bins).curve()
 
 
 def expected_calibration_error(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> float:
@@ -73,10 +115,26 @@ def expected_calibration_error(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> 
     Bins as in :func:`reliability_curve` (``n_bins`` equal-width bins on [0, 1], the last closed); each bin
     is weighted by its share of ECGs, empty bins contribute nothing.
     """
-    curve = reliability_curve(y, p, n_bins)
-    n = int(curve.count.sum())
-    if n == 0:
-        raise MetricError("ECE needs at least one ECG")
-    used = curve.count > 0
-    gap = np.abs(curve.observed[used] - curve.mean_predicted[used])
-    return float(np.sum(curve.count[used] / n * gap))
+    return calibration_sums(y, p, n_bins).ece()
+
+
+def calibration_metrics(sums: CalibrationSums) -> dict[str, float | list[int] | list[float]]:
+    """A test reply's calibration entries (:mod:`common.federation.protocol`'s ``cal-*`` keys)."""
+    from common.federation import protocol as P
+
+    return {
+        P.CAL_COUNT: sums.count.astype(int).tolist(), P.CAL_SUM_P: sums.sum_p.tolist(),
+        P.CAL_SUM_Y: sums.sum_y.tolist(), P.CAL_SQ_ERR: float(sums.sq_err),
+    }  # fmt: skip
+
+
+def read_calibration(metrics: Mapping[str, object]) -> CalibrationSums | None:
+    """The calibration sums of a checked test reply, or None where it sent none."""
+    from common.federation import protocol as P
+
+    if P.CAL_COUNT not in metrics:
+        return None
+    count, sum_p, sum_y = (np.asarray(metrics[k], np.float64) for k in (P.CAL_COUNT, P.CAL_SUM_P, P.CAL_SUM_Y))
+    sq = metrics[P.CAL_SQ_ERR]
+    assert isinstance(sq, int | float)
+    return CalibrationSums(count.astype(np.int64), sum_p, sum_y, float(sq))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from common.evaluation.calibration import expected_calibration_error, reliability_curve
+from common.evaluation.calibration import CalibrationSums, calibration_sums
 from common.evaluation.metrics import auprc, auroc
 
 
@@ -47,8 +47,12 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path, ti
 def plot_reliability(y: ArrayLike, p: ArrayLike, path: Path, title: str, n_bins: int = 10) -> None:
     """One model's reliability diagram (bins of :func:`reliability_curve`, ECE in the legend) with the
     histogram of its probabilities underneath, into one PNG."""
-    curve = reliability_curve(y, p, n_bins)
-    ece = expected_calibration_error(y, p, n_bins)
+    plot_calibration(calibration_sums(y, p, n_bins), path, title)
+
+
+def plot_calibration(sums: CalibrationSums, path: Path, title: str) -> None:
+    """:func:`plot_reliability` from calibration sums (those a federated test round adds up)."""
+    curve, ece = sums.curve(), sums.ece()
     used = curve.count > 0
     fig, (ax, hist) = _plt().subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot(curve.mean_predicted[used], curve.observed[used], "o-", ms=4, label=f"model (ECE {ece:.3f})")

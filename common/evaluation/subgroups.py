@@ -47,6 +47,28 @@ def sex_code(sex: ArrayLike | Sequence[object]) -> np.ndarray:
     return out
 
 
+SUBGROUPS: Final[tuple[tuple[str, str], ...]] = (
+    *(("age", label) for label, _, _ in AGE_BANDS),
+    *(("sex", label) for label, _ in SEX_GROUPS),
+)
+"""``(group, subgroup)`` in report order: the age bands, then male and female."""
+
+
+def subgroup_masks(age: ArrayLike | Sequence[object], sex: ArrayLike | Sequence[object]) -> list[np.ndarray]:
+    """One boolean mask per entry of :data:`SUBGROUPS` (missing age or sex is in no subgroup of its kind)."""
+    bands, sexes = age_band(age), sex_code(sex)
+    return [bands == label for label, _, _ in AGE_BANDS] + [sexes == code for _, code in SEX_GROUPS]
+
+
+def subgroup_reason(n: int, positives: int) -> str | None:
+    """Why a subgroup has no AUROC, or None."""
+    if n == 0:
+        return "no ECGs"
+    if positives in (0, n):
+        return f"one class only: {positives} positives of {n} ECGs"
+    return None
+
+
 @dataclass(frozen=True)
 class SubgroupAUROC(JsonResult):
     """AUROC with a patient-bootstrap CI in one subgroup; ``auroc`` None with ``reason`` when undefined."""
@@ -95,20 +117,14 @@ def subgroup_aurocs(
     yy = labels01(y, "subgroup AUROC")
     s = finite_scores(scores, len(yy), "subgroup AUROC")
     patient, _ = patient_codes(patient_ids, len(yy), "subgroup AUROC")
-    bands, sexes = age_band(age), sex_code(sex)
-    if len(bands) != len(yy) or len(sexes) != len(yy):
-        raise MetricError(f"subgroup AUROC: {len(yy)} labels but {len(bands)} ages and {len(sexes)} sexes")
-    masks = [("age", label, bands == label) for label, _, _ in AGE_BANDS]
-    masks += [("sex", label, sexes == code) for label, code in SEX_GROUPS]
+    masks = subgroup_masks(age, sex)
+    if len(masks[0]) != len(yy) or len(masks[-1]) != len(yy):
+        raise MetricError(f"subgroup AUROC: {len(yy)} labels but {len(masks[0])} ages and {len(masks[-1])} sexes")
     out = []
-    for group, label, mask in masks:
+    for (group, label), mask in zip(SUBGROUPS, masks, strict=True):
         ym, sm, pm = yy[mask], s[mask], patient[mask]
         n, pos, n_pat = len(ym), int(ym.sum()), len(np.unique(pm))
-        reason = None
-        if n == 0:
-            reason = "no ECGs"
-        elif pos in (0, n):
-            reason = f"one class only: {pos} positives of {n} ECGs"
+        reason = subgroup_reason(n, pos)
         if reason is not None:
             out.append(SubgroupAUROC(group, label, n, n_pat, pos, None, None, None, 0, reason))
             continue

@@ -8,8 +8,9 @@ crowd near 0 and 1, so the pooled AUROC matches the exact one within 0.001 in pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -215,3 +216,92 @@ def histogram_ci(
         metric, estimate, replicate_metric(parts, metric), alpha=alpha, seed=seed,
         n_ecgs=total.n_pos + total.n_neg, n_patients=n_patients, positives=total.n_pos,
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- subgroups (age band, sex)
+
+
+@dataclass(frozen=True)
+class SubgroupPart:
+    """One hospital's ECGs in one subgroup of :data:`common.evaluation.subgroups.SUBGROUPS`: their score
+    histogram, patients and (where drawn) patient-bootstrap replicates over the subgroup's own patients."""
+
+    histogram: ScoreHistogram
+    n_patients: int
+    replicates: ReplicateHistograms | None
+
+
+def subgroup_parts(
+    y: np.ndarray,
+    scores: np.ndarray,
+    age: np.ndarray,
+    sex: np.ndarray,
+    patient_ids: np.ndarray,
+    n_boot: int | None,
+    seed: int,
+) -> tuple[SubgroupPart, ...]:
+    """A hospital's :class:`SubgroupPart` for every subgroup, in :data:`~common.evaluation.subgroups.SUBGROUPS` order.
+
+    Subgroup ``i`` draws its replicates with seed ``hospital_seed(seed, i + 1)``: independent of the
+    hospital's overall replicates (drawn with ``seed``) and of the other subgroups; as the study's
+    central subgroup CIs do, each subgroup resamples its own patients.
+    """
+    from common.evaluation.subgroups import subgroup_masks
+
+    y, scores, patient_ids = np.asarray(y).ravel(), np.asarray(scores).ravel(), np.asarray(patient_ids).ravel()
+    parts = []
+    for i, mask in enumerate(subgroup_masks(age, sex)):
+        if not mask.any():
+            parts.append(SubgroupPart(empty(), 0, None))
+            continue
+        ym, sm, pm = y[mask], scores[mask], patient_ids[mask]
+        reps = None if n_boot is None else replicate_histograms(ym, sm, pm, n_boot, hospital_seed(seed, i + 1))
+        parts.append(SubgroupPart(histogram(ym, sm), len(np.unique(pm)), reps))
+    return tuple(parts)
+
+
+def subgroup_metrics(parts: tuple[SubgroupPart, ...]) -> dict[str, int | float | list[int] | list[float]]:
+    """A test reply's subgroup entries (:mod:`common.federation.protocol`'s ``sub-*`` keys)."""
+    from common.federation import protocol as P
+
+    out: dict[str, int | float | list[int] | list[float]] = {}
+    for i, part in enumerate(parts):
+        out[P.subgroup_key(P.SUB_PATIENTS, i)] = part.n_patients
+        if part.n_patients == 0:
+            continue
+        bins = np.flatnonzero(part.histogram.pos + part.histogram.neg)
+        out[P.subgroup_key(P.SUB_BINS, i)] = bins.tolist()
+        out[P.subgroup_key(P.SUB_POS, i)] = part.histogram.pos[bins].tolist()
+        out[P.subgroup_key(P.SUB_NEG, i)] = part.histogram.neg[bins].tolist()
+        if part.replicates is not None:
+            out[P.subgroup_key(P.SUB_REP_POS, i)] = part.replicates.pos.ravel().tolist()
+            out[P.subgroup_key(P.SUB_REP_NEG, i)] = part.replicates.neg.ravel().tolist()
+    return out
+
+
+def read_subgroups(metrics: Mapping[str, object], n_subgroups: int) -> tuple[SubgroupPart, ...] | None:
+    """The subgroups of a checked test reply, or None where it sent none."""
+    from common.federation import protocol as P
+
+    if P.subgroup_key(P.SUB_PATIENTS, 0) not in metrics:
+        return None
+    parts = []
+    for i in range(n_subgroups):
+
+        def get(key: str, i: int = i) -> Any:
+            return metrics.get(P.subgroup_key(key, i))
+
+        n_patients = int(get(P.SUB_PATIENTS))
+        if n_patients == 0:
+            parts.append(SubgroupPart(empty(), 0, None))
+            continue
+        bins = np.asarray(get(P.SUB_BINS), np.int64)
+        hist = empty()
+        hist.pos[bins], hist.neg[bins] = get(P.SUB_POS), get(P.SUB_NEG)
+        reps = None
+        if get(P.SUB_REP_POS) is not None:
+            rows = (-1, len(bins))
+            reps = ReplicateHistograms(bins, np.asarray(get(P.SUB_REP_POS)).reshape(rows),
+                                       np.asarray(get(P.SUB_REP_NEG)).reshape(rows))  # fmt: skip
+        parts.append(SubgroupPart(hist, n_patients, reps))
+    return tuple(parts)

@@ -20,6 +20,7 @@ from common.config import flat as F
 from common.config.paths import default_data_dir
 from common.data.arrays import EcgArrays, load_split
 from common.data.store import MANIFEST_FILE, SiteStore, StoreError
+from common.evaluation.calibration import CalibrationSums, calibration_sums
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.models import create_model
@@ -225,6 +226,8 @@ class LocalEvalResult:
     counts: H.ThresholdCounts | None
     n_patients: int
     replicates: H.ReplicateHistograms | None
+    subgroups: tuple[H.SubgroupPart, ...] | None = None
+    calibration: CalibrationSums | None = None
 
 
 def local_train(state: StateDict, data: EcgArrays, plan: LocalTraining) -> LocalTrainResult:
@@ -256,7 +259,8 @@ def local_evaluate(
 ) -> LocalEvalResult:
     """Score the local split and reduce it to a score histogram (and counts at ``threshold``).
 
-    With ``n_boot`` also the hospital's patient-bootstrap replicates as histograms, drawn with ``boot_seed``.
+    With ``n_boot`` (the test round) also the hospital's patient-bootstrap replicates as histograms, drawn
+    with ``boot_seed``, the same per age band and sex (each over its own patients), and the calibration sums.
     """
     torch.set_num_threads(cfg.num_threads)
     model = create_model(cfg.model)
@@ -264,7 +268,16 @@ def local_evaluate(
     scores = predict(model, data, cfg)
     counts = H.threshold_counts(data.y, scores, threshold) if threshold is not None else None
     patients = data.meta["patient_id"].to_numpy()
-    replicates = None if n_boot is None else H.replicate_histograms(data.y, scores, patients, n_boot, boot_seed)
+    hist, n_patients = H.histogram(data.y, scores), int(data.meta["patient_id"].nunique())
+    if n_boot is None:
+        return LocalEvalResult(len(data), hist, counts, n_patients, None)
+    age, sex = data.meta["age"].to_numpy(), data.meta["sex"].to_numpy()
     return LocalEvalResult(
-        len(data), H.histogram(data.y, scores), counts, int(data.meta["patient_id"].nunique()), replicates
+        len(data),
+        hist,
+        counts,
+        n_patients,
+        H.replicate_histograms(data.y, scores, patients, n_boot, boot_seed),
+        H.subgroup_parts(data.y, scores, age, sex, patients, n_boot, boot_seed),
+        calibration_sums(data.y, scores),
     )

@@ -31,6 +31,20 @@ REP_BINS: Final[str] = "rep-bins"
 REP_POS: Final[str] = "rep-pos"
 REP_NEG: Final[str] = "rep-neg"
 """Replicate x bin counts, flattened replicate by replicate: ``n-boot`` rows of ``len(rep-bins)``."""
+SUB_PATIENTS: Final[str] = "sub-patients"
+SUB_BINS: Final[str] = "sub-bins"
+SUB_POS: Final[str] = "sub-pos"
+SUB_NEG: Final[str] = "sub-neg"
+SUB_REP_POS: Final[str] = "sub-rep-pos"
+SUB_REP_NEG: Final[str] = "sub-rep-neg"
+"""A test reply's subgroup ``i`` (``common.evaluation.subgroups.SUBGROUPS``) under ``<key>-<i>`` (:func:`subgroup_key`):
+its patients; the bins its ECGs fill, its counts there, and its replicates there (rows as ``rep-pos``).
+A subgroup without ECGs at the hospital sends its patient count (0) only."""
+CAL_COUNT: Final[str] = "cal-count"
+CAL_SUM_P: Final[str] = "cal-sum-p"
+CAL_SUM_Y: Final[str] = "cal-sum-y"
+CAL_SQ_ERR: Final[str] = "cal-sq-err"
+"""A test reply's calibration sums (``common.evaluation.calibration.CalibrationSums``)."""
 HOSPITAL: Final[str] = "hospital"
 """Config key of a query reply: the hospital the node holds (as its node config names it)."""
 TRAINED_WITH: Final[str] = "trained-with"
@@ -57,3 +71,7 @@ def number(record: Mapping[str, object], key: str, default: float | None = None)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{key!r} must be a number, got {value!r}")
     return float(value)
+
+
+def subgroup_key(key: str, i: int) -> str:
+    return f"{key}-{i}"
