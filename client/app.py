@@ -14,7 +14,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from common.config import AppConfig
-from common.evaluation.calibration import calibration_metrics
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
@@ -115,7 +114,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         if res.subgroups is not None:
             metrics.update(H.subgroup_metrics(res.subgroups))
         if res.calibration is not None:
-            metrics.update(calibration_metrics(res.calibration))
+            metrics.update(H.calibration_metrics(res.calibration))
         return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
     return app

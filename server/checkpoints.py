@@ -21,7 +21,6 @@ import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from common.config import flat as F
-from common.evaluation.calibration import read_calibration
 from common.evaluation.subgroups import SUBGROUPS
 from common.federation import histograms as H
 from common.federation import outputs as O
@@ -69,7 +68,7 @@ def site_test(reply: RecordDict, names: Sequence[str]) -> R.SiteTest:
         counts=counts,
         replicates=replicates,
         subgroups=H.read_subgroups(m, len(SUBGROUPS)),
-        calibration=read_calibration(m),
+        calibration=H.read_calibration(m),
     )
 
 

@@ -15,6 +15,7 @@ CLIENT_MODULES = [
     "common.data", "common.data.arrays", "common.data.leads", "common.data.preprocess", "common.data.splits",
     "common.data.store",
     "common.evaluation", "common.evaluation.bootstrap", "common.evaluation.metrics",  # a node resamples its patients
+    "common.evaluation.calibration", "common.evaluation.subgroups",  # and sums its calibration and subgroups
     "common.federation", "common.federation.histograms", "common.federation.hospital", "common.federation.protocol",
     "common.models", "common.models.bilstm", "common.models.blocks", "common.models.card", "common.models.cnn",
     "common.models.conv_bilstm_attn", "common.models.inception", "common.models.registry", "common.models.resnet",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, Metadata, MetricRecord, RecordDict
 
-from common.evaluation.calibration import calibration_metrics, calibration_sums
+from common.evaluation.calibration import calibration_sums
 from common.federation import histograms as H
 from common.federation import protocol as P
 from server.roster import HospitalGrid, HospitalsError
@@ -53,7 +53,7 @@ def _extras() -> dict[str, Any]:
     age = np.array([45, 70, 50, 51, 85, 30, np.nan, 66, 90, 90])
     sex = np.array(["M", "F", "M", "M", "F", "", "M", "F", "F", "F"], dtype=object)
     parts = H.subgroup_parts(y, scores, age, sex, ids, 2, 0)
-    return {**H.subgroup_metrics(parts), **calibration_metrics(calibration_sums(y, scores))}
+    return {**H.subgroup_metrics(parts), **H.calibration_metrics(calibration_sums(y, scores))}
 
 
 EXTRAS = _extras()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,25 +115,3 @@ def expected_calibration_error(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> 
     is weighted by its share of ECGs, empty bins contribute nothing.
     """
     return calibration_sums(y, p, n_bins).ece()
-
-
-def calibration_metrics(sums: CalibrationSums) -> dict[str, float | list[int] | list[float]]:
-    """A test reply's calibration entries (:mod:`common.federation.protocol`'s ``cal-*`` keys)."""
-    from common.federation import protocol as P
-
-    return {
-        P.CAL_COUNT: sums.count.astype(int).tolist(), P.CAL_SUM_P: sums.sum_p.tolist(),
-        P.CAL_SUM_Y: sums.sum_y.tolist(), P.CAL_SQ_ERR: float(sums.sq_err),
-    }  # fmt: skip
-
-
-def read_calibration(metrics: Mapping[str, object]) -> CalibrationSums | None:
-    """The calibration sums of a checked test reply, or None where it sent none."""
-    from common.federation import protocol as P
-
-    if P.CAL_COUNT not in metrics:
-        return None
-    count, sum_p, sum_y = (np.asarray(metrics[k], np.float64) for k in (P.CAL_COUNT, P.CAL_SUM_P, P.CAL_SUM_Y))
-    sq = metrics[P.CAL_SQ_ERR]
-    assert isinstance(sq, int | float)
-    return CalibrationSums(count.astype(np.int64), sum_p, sum_y, float(sq))

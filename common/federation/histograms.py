@@ -15,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 
 from common.evaluation.bootstrap import BootstrapCI, patient_codes, replicate_counts
+from common.evaluation.calibration import CalibrationSums
 from common.evaluation.metrics import (
     MetricError,
     ScoreLevels,
@@ -23,6 +24,8 @@ from common.evaluation.metrics import (
     average_precision_of_levels,
     youden_of_levels,
 )
+from common.evaluation.subgroups import subgroup_masks
+from common.federation import protocol as P
 
 LOGIT_RANGE: Final[float] = 12.0
 N_BINS: Final[int] = 2400
@@ -246,8 +249,6 @@ def subgroup_parts(
     hospital's overall replicates (drawn with ``seed``) and of the other subgroups; as the study's
     central subgroup CIs do, each subgroup resamples its own patients.
     """
-    from common.evaluation.subgroups import subgroup_masks
-
     y, scores, patient_ids = np.asarray(y).ravel(), np.asarray(scores).ravel(), np.asarray(patient_ids).ravel()
     parts = []
     for i, mask in enumerate(subgroup_masks(age, sex)):
@@ -262,8 +263,6 @@ def subgroup_parts(
 
 def subgroup_metrics(parts: tuple[SubgroupPart, ...]) -> dict[str, int | float | list[int] | list[float]]:
     """A test reply's subgroup entries (:mod:`common.federation.protocol`'s ``sub-*`` keys)."""
-    from common.federation import protocol as P
-
     out: dict[str, int | float | list[int] | list[float]] = {}
     for i, part in enumerate(parts):
         out[P.subgroup_key(P.SUB_PATIENTS, i)] = part.n_patients
@@ -281,8 +280,6 @@ def subgroup_metrics(parts: tuple[SubgroupPart, ...]) -> dict[str, int | float |
 
 def read_subgroups(metrics: Mapping[str, object], n_subgroups: int) -> tuple[SubgroupPart, ...] | None:
     """The subgroups of a checked test reply, or None where it sent none."""
-    from common.federation import protocol as P
-
     if P.subgroup_key(P.SUB_PATIENTS, 0) not in metrics:
         return None
     parts = []
@@ -305,3 +302,21 @@ def read_subgroups(metrics: Mapping[str, object], n_subgroups: int) -> tuple[Sub
                                        np.asarray(get(P.SUB_REP_NEG)).reshape(rows))  # fmt: skip
         parts.append(SubgroupPart(hist, n_patients, reps))
     return tuple(parts)
+
+
+def calibration_metrics(sums: CalibrationSums) -> dict[str, float | list[int] | list[float]]:
+    """A test reply's calibration entries (:mod:`common.federation.protocol`'s ``cal-*`` keys)."""
+    return {
+        P.CAL_COUNT: sums.count.astype(int).tolist(), P.CAL_SUM_P: sums.sum_p.tolist(),
+        P.CAL_SUM_Y: sums.sum_y.tolist(), P.CAL_SQ_ERR: float(sums.sq_err),
+    }  # fmt: skip
+
+
+def read_calibration(metrics: Mapping[str, object]) -> CalibrationSums | None:
+    """The calibration sums of a checked test reply, or None where it sent none."""
+    if P.CAL_COUNT not in metrics:
+        return None
+    count, sum_p, sum_y = (np.asarray(metrics[k], np.float64) for k in (P.CAL_COUNT, P.CAL_SUM_P, P.CAL_SUM_Y))
+    sq = metrics[P.CAL_SQ_ERR]
+    assert isinstance(sq, int | float)
+    return CalibrationSums(count.astype(np.int64), sum_p, sum_y, float(sq))
