@@ -13,7 +13,8 @@ label-stratified folds and trains every variant with every seed on each K-1 fold
 ``--epochs`` (the cosine schedule to its end, no early stopping, so no fold chooses its own epoch),
 scoring the held-out fold. It prints, per variant, the held-out AUROC as mean ± SD over folds and
 seeds, the AUROC of the seeds' averaged scores (a seed ensemble), and the seconds per fit; with
-``--out`` also ``selection.json``.
+``--out`` also ``selection.json`` (written after every variant), and each variant's paired difference from the
+first one over the same folds and seeds; ``--summary runs/.../selection.json`` prints that table again.
 
 Variants (:data:`VARIANTS`): ``default`` (the typed defaults with the data options given), ``wide-regularised``
 (conv_bilstm_attn at width 32, 64 LSTM units, 125 steps, dropout 0.5, weight decay 0.05, lr 5e-4),
@@ -194,6 +195,19 @@ def cross_validate(
     }  # fmt: skip
 
 
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    """The comparison, and each variant's paired difference from the first (same folds and seeds: mean ± SE)."""
+    names = list(results)
+    n_seeds = len(results[names[0]]["aurocs"]) // max(len(results[names[0]]["ensemble_aurocs"]), 1)
+    print(f"\n{'variant':<24} {'held-out AUROC (mean ± SD)':>27} {f'ensemble of {n_seeds}':>15} {'s per fit':>10}"
+          f"   paired difference from {names[0]} (mean ± SE)")  # fmt: skip
+    base = np.asarray(results[names[0]]["aurocs"])
+    for name, r in results.items():
+        diff = np.asarray(r["aurocs"]) - base
+        paired = "" if name == names[0] else f"   {diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.4f}"
+        print(_row(name, r) + paired)
+
+
 def _row(name: str, r: dict[str, Any]) -> str:
     return (f"{name:<24} {r['auroc_mean']:>19.4f} ± {r['auroc_sd']:.4f} {r['ensemble_auroc_mean']:>15.4f} "
             f"{r['seconds_per_fit']:>10.1f}")  # fmt: skip
@@ -206,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     p.prog, p.description = "bench_selection.py", __doc__
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (patient-disjoint)")
     p.add_argument("--variants", default="default", help="comma-separated variant names (see the module's help)")
+    p.add_argument("--summary", type=Path, default=None, help="print the table of a saved selection.json and stop")
     args = p.parse_args(argv)
+    if args.summary is not None:
+        print_table(json.loads(args.summary.read_text())["results"])
+        return 0
     if args.folds < 2:
         raise SystemExit("error: --folds must be at least 2")
     chosen = {name: variant(name) for name in args.variants.split(",") if name}
@@ -243,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             config = {**cfg.model_dump(mode="json"), "folds": args.folds, "variants": list(chosen)}
             (out / "selection.json").write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
-    print(f"\n{'variant':<24} {'held-out AUROC (mean ± SD)':>27} {f'ensemble of {len(seeds)}':>15} {'s per fit':>10}")
-    for name, r in results.items():
-        print(_row(name, r))
+    print_table(results)
     if args.out is not None:
         print(f"written: {cfg.out_dir / 'selection.json'}")
     return 0
