@@ -77,8 +77,13 @@ def test_tls_and_authenticated_nodes_complete_a_run_and_a_stranger_is_refused(
     assert lo <= out["test"]["all"]["auroc"] <= hi  # from the hospitals' replicates
     assert [r["test_site"] for r in out["results"]["scores"]] == [*HOSPITALS, "all"]
     report = (tmp_path / "out" / "results.md").read_text().splitlines()
-    table = [line for line in report if line.startswith("| hospital_")]
+    sections = {h: i for i, h in enumerate(report) if h.startswith("## ")}
+    table = [line for line in report[: min(sections.values())] if line.startswith("| hospital_")]
     assert [line.split(" | ")[0] for line in table] == [f"| {h}" for h in HOSPITALS]  # the test table
+    # subgroups and calibration, from histograms and sums only
+    assert "## Subgroups (all hospitals)" in sections and "## Calibration" in sections
+    assert [g["subgroup"] for g in out["test"]["subgroups"]] == ["<50", "50-64", "65-79", ">=80", "male", "female"]
+    assert 0 <= out["test"]["all"]["calibration"]["brier"] <= 1 and (tmp_path / "out" / "calibration.png").is_file()
     dep.wait_for(lambda: stranger.poll() is not None or "Failed to activate" in dep.log("stranger"), 60, "the refusal")
     assert "Failed to activate SuperNode" in dep.log("stranger")
 
