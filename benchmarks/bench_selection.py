@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     from sim.cli import paths, settings
 
     cfg = settings(args, StudyConfig, OPTIONS, **paths(args, "selection"))
+    if cfg.models or args.reuse:  # the study's options that mean nothing here: never silently ignored
+        raise SystemExit("error: --models and --reuse are fedami study's; name what to compare with --variants")
     if any(v.auxiliary for v in chosen.values()) and cfg.data.kind != "ptbxl":
         raise SystemExit("error: superclass-auxiliary needs PTB-XL's SCP statements (--data ptbxl)")
     prepared = prepare(cfg.data, cfg.data_dir)

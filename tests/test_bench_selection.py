@@ -46,6 +46,8 @@ def test_variants_by_name_and_an_unknown_one_lists_the_known() -> None:
     assert bench.variant("wide-regularised").kwargs["width"] == 32
     with pytest.raises(SystemExit, match=r"unknown variant 'tiny'; known: default, wide-regularised.*cnn1d"):
         bench.variant("tiny")
+    with pytest.raises(SystemExit, match="--models and --reuse are fedami study's"):
+        bench.main(["--data", "synthetic", "--models", "cnn1d", "--data-dir", "/nonexistent"])
 
 
 @needs_ptbxl
