@@ -162,17 +162,6 @@ def _onnx_variants(
     return variants
 
 
-def _session(onnx: bytes, threads: int, **settings: object) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.log_severity_level = 3
-    for key, value in settings.items():
-        setattr(options, key, value)
-    return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
-
-
 def _int8_session(onnx: bytes, threads: int) -> Any:
     """The exported network with int8 dynamic quantisation (int8 weights, activations quantised on the fly)."""
     import logging
@@ -180,12 +169,14 @@ def _int8_session(onnx: bytes, threads: int) -> Any:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from common.inference.runtime import cpu_session
+
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser's advice on pre-processing floods the output
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "model.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(onnx)
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-        return _session(dst.read_bytes(), threads)
+        return cpu_session(dst.read_bytes(), threads)
 
 
 def _profile(onnx: bytes, x: Any, d: Any, threads: int, calls: int = 5) -> None:
@@ -194,8 +185,10 @@ def _profile(onnx: bytes, x: Any, d: Any, threads: int, calls: int = 5) -> None:
     import json
     import tempfile
 
+    from common.inference.runtime import cpu_session
+
     with tempfile.TemporaryDirectory() as tmp:
-        session = _session(onnx, threads, enable_profiling=True, profile_file_prefix=str(Path(tmp) / "ort"))
+        session = cpu_session(onnx, threads, enable_profiling=True, profile_file_prefix=str(Path(tmp) / "ort"))
         for _ in range(calls):
             session.run(None, {"x": x, "demo": d})
         events = json.loads(Path(session.end_profiling()).read_text())

@@ -10,13 +10,13 @@ score leaves a hospital.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from common.evaluation.calibration import CalibrationSums
+from common.evaluation.metrics import jsonable
 from common.evaluation.subgroups import SUBGROUPS, subgroup_reason
 from common.federation import histograms as H
 from common.federation.outputs import ALL_SITES
@@ -77,16 +77,12 @@ def figures(
     return out
 
 
-def _finite(values: Any) -> list[float | None]:
-    return [None if not math.isfinite(v) else float(v) for v in values]
-
-
 def calibration_figures(sums: CalibrationSums) -> dict[str, Any]:
     """Brier score, ECE and the reliability curve (10 equal-width bins) of calibration sums."""
     curve = sums.curve()
     return {
         "brier": sums.brier(), "ece": sums.ece(), "count": curve.count.tolist(),
-        "mean_predicted": _finite(curve.mean_predicted), "observed": _finite(curve.observed),
+        "mean_predicted": jsonable(curve.mean_predicted), "observed": jsonable(curve.observed),
     }  # fmt: skip
 
 

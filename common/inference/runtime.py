@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import torch
 from torch import nn
@@ -43,6 +43,22 @@ def export_onnx(model: nn.Module, n_samples: int, path: Path) -> Path:
     return path
 
 
+def cpu_session(onnx: bytes, threads: int | None = None, **settings: object) -> Any:
+    """An ONNX Runtime CPU session of an exported model: ``threads`` intra-op threads (default: torch's), one
+    inter-op thread, ORT's own notices off; ``settings`` are further ``SessionOptions`` attributes."""
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise RuntimeUnavailable(f"ONNX Runtime is not installed ({err}); use the torch engine") from err
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # ORT's own notices would flood a scoring log
+    for key, value in settings.items():
+        setattr(options, key, value)
+    return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeModel(nn.Module):
     """A network exported to ONNX and run by ONNX Runtime on the CPU, called like the network itself.
 
@@ -65,18 +81,12 @@ class OnnxRuntimeModel(nn.Module):
 
     def __init__(self, model: nn.Module, n_samples: int, threads: int | None = None) -> None:
         super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError as err:
-            raise RuntimeUnavailable(f"ONNX Runtime is not installed ({err}); use the torch engine") from err
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # ORT's own notices would flood a scoring log
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 self.onnx = export_onnx(model, n_samples, Path(tmp) / "model.onnx").read_bytes()
-                self.session = ort.InferenceSession(self.onnx, options, providers=["CPUExecutionProvider"])
+                self.session = cpu_session(self.onnx, threads)
+            except RuntimeUnavailable:  # ONNX Runtime not installed: said as it is, not as this network's fault
+                raise
             except Exception as err:  # the exporter or the runtime refusing an operator: say so, never a traceback
                 name, why = type(model).__name__, f"{type(err).__name__}: {err}"
                 raise RuntimeUnavailable(f"{name} cannot run in ONNX Runtime ({why}); use the torch engine") from err
