@@ -20,13 +20,12 @@ Variants (:data:`VARIANTS`): ``default`` (the typed defaults with the data optio
 (conv_bilstm_attn at width 32, 64 LSTM units, 125 steps, dropout 0.5, weight decay 0.05, lr 5e-4),
 ``synthetic-pretrained`` (the network first trained on a synthetic cohort prepared exactly as the data
 are, then fine-tuned), ``superclass-auxiliary`` (PTB-XL only: PTB-XL's diagnostic superclasses NORM,
-STTC, CD, HYP as auxiliary targets of the attention context during training) and every registered model by
-its name.
+STTC, CD, HYP as auxiliary targets of the attention context during training, ``train.auxiliary_targets``)
+and every registered model by its name.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import sys
 import time
@@ -40,7 +39,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SUPERCLASSES = ("NORM", "STTC", "CD", "HYP")
+from common.data.readers.ptbxl import SUPERCLASS_TARGETS
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,6 @@ class Variant:
     kwargs: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     pretrain_ecgs: int | None = None
-    auxiliary: bool = False
 
 
 VARIANTS: dict[str, Variant] = {
@@ -61,7 +59,7 @@ VARIANTS: dict[str, Variant] = {
         train={"lr": 5e-4, "weight_decay": 0.05},
     ),
     "synthetic-pretrained": Variant(pretrain_ecgs=8000),
-    "superclass-auxiliary": Variant(auxiliary=True),
+    "superclass-auxiliary": Variant(train={"auxiliary_targets": SUPERCLASS_TARGETS}),
 }
 
 
@@ -84,57 +82,17 @@ def grouped_folds(y: np.ndarray, patients: np.ndarray, k: int, seed: int) -> lis
     return [held for _, held in split]
 
 
-def superclass_targets(meta: Any, ptbxl_root: Path) -> np.ndarray:
-    """``(n, 4)`` multi-hot PTB-XL diagnostic superclasses (:data:`SUPERCLASSES`) of each record's SCP statements."""
-    import pandas as pd
-
-    db = pd.read_csv(ptbxl_root / "metadata" / "ptbxl_database.csv", index_col="ecg_id")
-    statements = pd.read_csv(ptbxl_root / "metadata" / "scp_statements.csv", index_col=0)
-    klass = statements["diagnostic_class"].dropna().to_dict()
-    rows = []
-    for ecg_id in meta["ecg_id"]:
-        codes = ast.literal_eval(db.loc[int(ecg_id), "scp_codes"])
-        rows.append([any(klass.get(c) == s for c in codes) for s in SUPERCLASSES])
-    return np.asarray(rows, dtype=np.float32)
-
-
-def train_fixed(model: Any, data: Any, cfg: Any, epochs: int, aux: np.ndarray | None = None) -> None:
-    """``epochs`` epochs on the engine's cosine schedule, the last one kept; with ``aux``, auxiliary targets too.
-
-    The auxiliary loss (BCE of a linear head on the attention context) is added with weight 1; the
-    head is dropped afterwards, so the network scores exactly as one trained without it.
-    """
+def train_fixed(model: Any, data: Any, cfg: Any, epochs: int) -> None:
+    """``epochs`` epochs on the engine's cosine schedule (auxiliary targets as ``cfg`` says), the last one kept."""
     import torch
 
-    from common.training.engine import _crop_len, cosine_factor, make_loss, random_crops, train_epochs
+    from common.training.engine import cosine_factor, train_epochs
 
-    if aux is None:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, epochs))
-        for epoch in range(1, epochs + 1):
-            train_epochs(model, data, cfg, epochs=1, seed=cfg.seed * 1000 + epoch, optimizer=opt)
-            sched.step()
-        return
-    head = torch.nn.Linear(model.attention.proj.in_features, aux.shape[1])
-    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    main_loss, aux_loss = make_loss(cfg, data.y), torch.nn.BCEWithLogitsLoss()
-    x, demo, y, a = (torch.from_numpy(v) for v in (data.x, data.demo, data.y, aux))
-    crop = _crop_len(cfg, x.shape[-1])
-    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, epochs))
     for epoch in range(1, epochs + 1):
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * cosine_factor(epoch - 1, epochs)
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        order = torch.randperm(len(y), generator=gen)
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            if len(idx) < 2:
-                continue
-            context, _ = model.encode_sequence(x[idx] if crop is None else random_crops(x[idx], crop, gen))
-            loss = main_loss(model.head(context, demo[idx]), y[idx]) + aux_loss(head(context), a[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epochs(model, data, cfg, epochs=1, seed=cfg.seed * 1000 + epoch, optimizer=opt)
+        sched.step()
 
 
 def pretrained_state(v: Variant, cfg: Any, preprocessing: Any, data_dir: Path, seed: int, epochs: int) -> Any:
@@ -143,28 +101,27 @@ def pretrained_state(v: Variant, cfg: Any, preprocessing: Any, data_dir: Path, s
     from common.data.arrays import EcgArrays
     from common.data.preprocess import preprocess_signal
     from common.data.sources import pooled_split, prepare
-    from common.models import create_model
-    from common.training.engine import seed_everything
+    from common.training.engine import build_model, seed_everything
 
     assert v.pretrain_ecgs is not None
     stores = prepare(SyntheticData(cohort=CohortConfig(n_ecgs=v.pretrain_ecgs)), data_dir, progress=False).stores
     raw = pooled_split(stores, "train", cfg.target_fs)
     x = np.stack([preprocess_signal(r.astype(np.float64), cfg.target_fs, preprocessing)[0] for r in raw.x])
     seed_everything(seed)
-    model = create_model(v.model, **v.kwargs)
-    train_fixed(model, EcgArrays(x, raw.demo, raw.y, raw.meta), cfg.model_copy(update={"seed": seed}), epochs)
+    run_cfg = cfg.model_copy(update={"model": v.model, **v.train, "seed": seed})
+    model = build_model(run_cfg, **v.kwargs)
+    train_fixed(model, EcgArrays(x, raw.demo, raw.y, raw.meta), run_cfg, epochs)
     return model.state_dict()
 
 
 def cross_validate(
     v: Variant, dev: Any, folds: Sequence[np.ndarray], cfg: Any, seeds: Sequence[int], epochs: int,
-    *, aux: np.ndarray | None = None, init: Callable[[int], Any] | None = None, echo: Callable[..., Any] = print,
+    *, init: Callable[[int], Any] | None = None, echo: Callable[..., Any] = print,
 ) -> dict[str, Any]:  # fmt: skip
     """Held-out scores of every seed on every fold; their AUROCs and the seed ensemble's."""
     from common.data.arrays import EcgArrays
     from common.evaluation.metrics import auroc
-    from common.models import create_model
-    from common.training.engine import predict, seed_everything
+    from common.training.engine import build_model, predict, seed_everything
 
     def part(idx: np.ndarray) -> EcgArrays:
         return EcgArrays(dev.x[idx], dev.demo[idx], dev.y[idx], dev.meta.iloc[idx].reset_index(drop=True))
@@ -176,13 +133,13 @@ def cross_validate(
         start_state = init(seed) if init is not None else None
         for k, held in enumerate(folds):
             train = np.setdiff1d(np.arange(len(dev)), held)
+            run_cfg = tcfg.model_copy(update={"seed": seed})
             seed_everything(seed)
-            model = create_model(v.model, **v.kwargs)
+            model = build_model(run_cfg, **v.kwargs)
             if start_state is not None:
                 model.load_state_dict(start_state)
             t0 = time.perf_counter()
-            run_cfg = tcfg.model_copy(update={"seed": seed})
-            train_fixed(model, part(train), run_cfg, epochs, None if aux is None else aux[train])
+            train_fixed(model, part(train), run_cfg, epochs)
             seconds.append(time.perf_counter() - t0)
             scores[i, held] = predict(model, part(held), run_cfg)
             aurocs.append(auroc(dev.y[held], scores[i, held]))
@@ -238,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = settings(args, StudyConfig, OPTIONS, **paths(args, "selection"))
     if cfg.models or args.reuse:  # the study's options that mean nothing here: never silently ignored
         raise SystemExit("error: --models and --reuse are fedami study's; name what to compare with --variants")
-    if any(v.auxiliary for v in chosen.values()) and cfg.data.kind != "ptbxl":
+    if any(v.train.get("auxiliary_targets") for v in chosen.values()) and cfg.data.kind != "ptbxl":
         raise SystemExit("error: superclass-auxiliary needs PTB-XL's SCP statements (--data ptbxl)")
     prepared = prepare(cfg.data, cfg.data_dir)
     dev = concat([pooled_split(prepared.stores, s, cfg.train.target_fs) for s in ("train", "val")])
@@ -250,12 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     for name, v in chosen.items():
         print(f"{name}: {v}")
-        aux = superclass_targets(dev.meta, Path(cfg.data.root)) if v.auxiliary else None  # type: ignore[union-attr]
 
         def init(seed: int, v: Variant = v) -> Any:
             return pretrained_state(v, cfg.train, preprocessing, cfg.data_dir, seed, cfg.epochs)
 
-        results[name] = cross_validate(v, dev, folds, cfg.train, seeds, cfg.epochs, aux=aux,
+        results[name] = cross_validate(v, dev, folds, cfg.train, seeds, cfg.epochs,
                                        init=init if v.pretrain_ecgs else None)  # fmt: skip
         print(_row(name, results[name]))
         if args.out is not None:  # after every variant, so an interrupted comparison keeps what finished

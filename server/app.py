@@ -26,9 +26,8 @@ from common.federation import outputs as O
 from common.federation import protocol as P
 from common.federation import results as R
 from common.federation.hospital import Hospital, app_config, hospitals, planned_training
-from common.models import create_model
 from common.models.card import ModelCard, common_spec, make_card, write_card
-from common.training.engine import load_checkpoint, seed_everything
+from common.training.engine import build_model, load_checkpoint, seed_everything
 from server.checkpoints import RoundTracker, site_test
 from server.roster import HospitalGrid, HospitalsError
 from server.strategies import create_strategy, load_server_state, server_state
@@ -113,7 +112,7 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
         raise
     timing = {"wait_for_hospitals_s": time.perf_counter() - t0}
     seed_everything(cfg.train.seed)
-    model = create_model(cfg.train.model)
+    model = build_model(cfg.train)
     optimiser_state: dict[str, Any] = {}
     weights = model.state_dict()
     if cfg.output.resume is not None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,8 +11,18 @@ from common.config import TrainConfig
 from common.data.arrays import EcgArrays, concat, load_split
 from common.data.store import SiteStore
 from common.evaluation.metrics import MetricError
-from common.models import create_model
-from common.training.engine import cosine_factor, fit, predict, train_epochs
+from common.models import create_model, list_models
+from common.models.blocks import EcgClassifier
+from common.training.engine import (
+    AuxiliaryTargetError,
+    auxiliary_matrix,
+    build_model,
+    cosine_factor,
+    fit,
+    predict,
+    scoring_state,
+    train_epochs,
+)
 
 CFG = TrainConfig(batch_size=16, lr=3e-3, seed=0, num_threads=1)
 
@@ -155,3 +167,124 @@ def test_cosine_factor_is_torchs_cosine_annealing() -> None:
         sched.step()
 
     assert [cosine_factor(e, 7) for e in range(7)] == pytest.approx(expected, abs=1e-12)
+
+
+# ------------------------------------------------------------------ auxiliary targets
+
+AUX = ("superclass_NORM", "superclass_CD")
+
+
+def _toy_with_aux(n: int = 64) -> EcgArrays:
+    """The toy task with two auxiliary columns: NORM (the negatives) and CD (a 0.5 mV offset on lead I)."""
+    data = _toy(n)
+    x = data.x.copy()
+    cd = (np.arange(n) % 3 == 0).astype(int)
+    x[cd == 1, 0] += 0.5
+    meta = data.meta.assign(site="site_a", superclass_NORM=(data.y == 0).astype(int), superclass_CD=cd)
+    return EcgArrays(x, data.demo, data.y, meta)
+
+
+def test_auxiliary_targets_read_0_1_and_empty_cells_as_unknown() -> None:
+    meta = pd.DataFrame({"site": "a", "t": [1, 0, np.nan, 1], "s": ["1", "", "0", " "]})
+
+    got = auxiliary_matrix(meta, ("t", "s"))
+
+    np.testing.assert_array_equal(got[:, 0], [1, 0, np.nan, 1])
+    np.testing.assert_array_equal(got[:, 1], [1, np.nan, 0, np.nan])
+    assert got.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        (["1", "0", "yes"], r"'t' of site_a must be 0, 1 or empty; 1 records hold other values, e.g. 'yes'"),
+        ([0, 2, 1], r"'t' of site_a must be 0, 1 or empty; 1 records hold other values, e.g. '2'"),
+    ],
+)
+def test_auxiliary_targets_other_than_0_1_are_refused(column: list[object], message: str) -> None:
+    meta = pd.DataFrame({"site": "site_a", "t": column})
+
+    with pytest.raises(AuxiliaryTargetError, match=message):
+        auxiliary_matrix(meta, ("t",))
+
+
+def test_a_missing_auxiliary_column_names_the_column_and_the_hospitals() -> None:
+    data = _toy_with_aux()
+    cfg = CFG.model_copy(update={"model": "cnn1d", "auxiliary_targets": ("superclass_HYP",)})
+
+    with pytest.raises(AuxiliaryTargetError, match=r"\['superclass_HYP'\] are not columns of the metadata of site_a"):
+        train_epochs(build_model(cfg), data, cfg, epochs=1, seed=0)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_takes_an_auxiliary_head_that_scoring_never_reads(name: str) -> None:
+    # Prepare: the same weights with and without the auxiliary head
+    cfg = CFG.model_copy(update={"model": name, "auxiliary_targets": AUX})
+    torch.manual_seed(0)
+    plain = create_model(name).eval()
+    with_aux = build_model(cfg).eval()
+    with_aux.load_state_dict({**with_aux.state_dict(), **plain.state_dict()})
+    x, demo = torch.randn(3, 12, 250), torch.randn(3, 5)
+
+    # Execute
+    with torch.no_grad():
+        logit, aux = with_aux.forward_with_auxiliary(x, demo)  # type: ignore[operator]
+        expected = plain(x, demo)
+
+    # Assert: the AMI logit is the plain network's; the head adds keys that scoring_state removes
+    assert aux.shape == (3, len(AUX))
+    torch.testing.assert_close(logit, expected)
+    torch.testing.assert_close(with_aux(x, demo), expected)
+    extra = set(with_aux.state_dict()) - set(plain.state_dict())
+    assert extra and all(k.startswith("aux_head.") for k in extra)
+    plain.load_state_dict(scoring_state(with_aux.state_dict()))  # strict: exactly the scoring network's keys
+
+
+def test_auxiliary_targets_train_their_head_and_change_the_encoder() -> None:
+    data = _toy_with_aux()
+    cfg = CFG.model_copy(update={"model": "cnn1d", "auxiliary_targets": AUX})
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    train_epochs(model, data, cfg, epochs=6, seed=0)
+
+    aux_model = cast(EcgClassifier, model).eval()
+    with torch.no_grad():
+        _, aux_logits = aux_model.forward_with_auxiliary(torch.from_numpy(data.x), torch.from_numpy(data.demo))
+    cd = data.meta["superclass_CD"].to_numpy() == 1
+    assert not torch.equal(before["aux_head.weight"], model.state_dict()["aux_head.weight"])
+    assert aux_logits[cd, 1].min() > aux_logits[~cd, 1].max()  # the CD head separates the lead-I offset
+
+
+def test_unknown_auxiliary_targets_contribute_nothing_to_the_network() -> None:
+    # Prepare: every auxiliary target unknown (NaN), so only the AMI loss trains the network
+    data = _toy_with_aux()
+    unknown = EcgArrays(data.x, data.demo, data.y, data.meta.assign(superclass_NORM="", superclass_CD=np.nan))
+    cfg_aux = CFG.model_copy(update={"model": "cnn1d", "auxiliary_targets": AUX})
+    cfg_plain = CFG.model_copy(update={"model": "cnn1d"})
+    torch.manual_seed(0)
+    plain = create_model("cnn1d")
+    with_aux = build_model(cfg_aux)
+    with_aux.load_state_dict({**with_aux.state_dict(), **plain.state_dict()})
+
+    # Execute: the same seeds for both
+    for model, data_, cfg in ((plain, data, cfg_plain), (with_aux, unknown, cfg_aux)):
+        torch.manual_seed(1)
+        train_epochs(model, data_, cfg, epochs=1, seed=3)
+
+    # Assert
+    got = scoring_state(with_aux.state_dict())
+    for k, v in plain.state_dict().items():
+        torch.testing.assert_close(got[k], v, msg=k)
+
+
+def test_auxiliary_targets_need_a_model_with_ecg_features() -> None:
+    from torch import nn
+
+    class Bare(nn.Module):
+        def forward(self, x: torch.Tensor, demo: torch.Tensor) -> torch.Tensor:
+            return x.mean((1, 2))
+
+    with pytest.raises(AuxiliaryTargetError, match="no ECG feature vector"):
+        train_epochs(Bare(), _toy_with_aux(), CFG.model_copy(update={"auxiliary_targets": AUX}), epochs=1, seed=0)

@@ -13,6 +13,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from client.app import make_client_app
 from common.config import AppConfig, StoresConfig, TrainConfig
 from common.config import flat as F
+from common.data.arrays import EcgArrays
 from common.data.store import SiteStore
 from common.evaluation.subgroups import SUBGROUPS
 from common.federation import histograms as H
@@ -28,6 +29,7 @@ from common.federation.hospital import (
 )
 from common.models import create_model
 from common.models.card import InputSpec, store_spec
+from common.training.engine import build_model
 
 from .conftest import TINY
 from .test_engine import _toy
@@ -54,8 +56,9 @@ def _context(app: AppConfig, partition: int, n_partitions: int = 3) -> Context:
     )
 
 
-def _message(kind: str, config: dict[str, float | int | str], model: str = "cnn1d") -> Message:
-    content = RecordDict({P.ARRAYS: ArrayRecord(create_model(model).state_dict()), P.CONFIG: ConfigRecord(config)})
+def _message(kind: str, config: dict[str, float | int | str], model: str | TrainConfig = "cnn1d") -> Message:
+    net = create_model(model) if isinstance(model, str) else build_model(model)
+    content = RecordDict({P.ARRAYS: ArrayRecord(net.state_dict()), P.CONFIG: ConfigRecord(config)})
     return Message(content=content, dst_node_id=12, message_type=kind)
 
 
@@ -89,6 +92,7 @@ def _every_training_field_changed() -> TrainConfig:
     changed = TrainConfig(
         model="bilstm", batch_size=30, lr=3e-4, weight_decay=0.2, target_fs=250, seed=11, num_threads=3,
         loss="focal", pos_weight="none", focal_gamma=1.5, crop_s=5.0, window_aggregate="max", progress=True,
+        auxiliary_targets=("superclass_HYP",), auxiliary_weight=0.5,
     )  # fmt: skip
     default = TrainConfig()
     same = [name for name in TrainConfig.model_fields if getattr(changed, name) == getattr(default, name)]
@@ -115,12 +119,13 @@ def test_a_hospital_trains_with_exactly_the_settings_the_server_was_given(
     def spy(state: dict[str, torch.Tensor], data: Any, plan: LocalTraining) -> Any:
         used.append(plan)
         assert data.x.shape[-1] == 10 * train.target_fs  # the hospital's data at the run's model rate
-        return local_train(state, data, plan)
+        hyp = (data.meta["mimic"] == "lvh_strain").astype(int)  # the tiny cohort has no superclass columns
+        return local_train(state, EcgArrays(data.x, data.demo, data.y, data.meta.assign(superclass_HYP=hyp)), plan)
 
     monkeypatch.setattr(client.app, "local_train", spy)
 
     # Execute: round 3, as the server sends it (FedProx's mu in the message)
-    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 3, P.PROXIMAL_MU: 0.05}, "bilstm"), _context(app, 1))
+    make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 3, P.PROXIMAL_MU: 0.05}, train), _context(app, 1))
 
     # Assert: the run's settings, with the hospital's share of the batch, its threads and its round's seed
     (plan,) = used

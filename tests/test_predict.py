@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from common.config import PreprocessConfig, StudyConfig, TrainConfig
 from common.data.arrays import concat, load_split
@@ -29,7 +30,7 @@ from common.models.card import (
     spec_of_stores,
     write_card,
 )
-from common.training.engine import save_checkpoint
+from common.training.engine import build_model, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,6 +68,35 @@ def test_every_model_round_trips_through_its_checkpoint_and_card(name: str, tmp_
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert np.array_equal(a.numpy(), b.numpy()), k
     assert not loaded.training
+
+
+def test_a_checkpoint_trained_with_auxiliary_targets_loads_without_its_auxiliary_head(tmp_path: Path) -> None:
+    # Prepare: a network trained with two auxiliary targets (its state carries the auxiliary head)
+    train = TrainConfig(model="conv_bilstm_attn", auxiliary_targets=("superclass_NORM", "superclass_CD"))
+    model = build_model(train)
+    checkpoint = tmp_path / "m.pt"
+    save_checkpoint(checkpoint, model.state_dict(), {})
+    plain_card = _card("conv_bilstm_attn")
+    write_card(checkpoint, make_card(model, **{**_card_fields(plain_card), "train": train}))
+    # Execute
+    loaded, got = load_model(checkpoint)
+    # Assert: the scoring network only, with the trained weights, and the card counts its parameters alone
+    assert not hasattr(loaded, "aux_head") and got.train.auxiliary_targets == train.auxiliary_targets
+    assert got.n_parameters == sum(p.numel() for p in loaded.parameters()) == plain_card.n_parameters
+    x, demo = torch.randn(2, 12, 300), torch.randn(2, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, demo), model.eval()(x, demo))
+    write_card(checkpoint, plain_card)  # a card that says nothing of auxiliary targets: the extra weights are refused
+    with pytest.raises(CardError, match="does not hold the weights of conv_bilstm_attn"):
+        load_model(checkpoint)
+
+
+def _card_fields(card: ModelCard) -> dict[str, object]:
+    return {
+        "spec": card.input, "arm": card.arm, "training_data": card.training_data, "kept": card.kept,
+        "validation_auroc": card.validation_auroc, "threshold": card.threshold,
+        "threshold_source": card.threshold_source, "config": card.train,
+    }  # fmt: skip
 
 
 def test_a_checkpoint_without_a_fitting_card_is_refused(tmp_path: Path) -> None:

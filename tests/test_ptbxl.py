@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -13,7 +14,14 @@ from common.config import IngestConfig, PtbxlData
 from common.data.arrays import load_split
 from common.data.ingest import REPORT_FILE, ingest, site_table
 from common.data.leads import LEADS
-from common.data.readers.ptbxl import PtbxlCombinedSource, PtbxlFilteredSource, PtbxlSource
+from common.data.readers.ptbxl import (
+    SUPERCLASS_TARGETS,
+    SUPERCLASSES,
+    PtbxlCombinedSource,
+    PtbxlFilteredSource,
+    PtbxlSource,
+)
+from common.training.engine import auxiliary_matrix
 
 from .shared_data import PTBXL, PTBXL_FILTERED, needs_ptbxl, needs_ptbxl_filtered
 
@@ -43,6 +51,22 @@ def test_labels_follow_the_scp_statements() -> None:
     assert "IMI': 35" in db.loc[8, "scp_codes"] and mi.loc[8] == 0
     assert 0 < acute.sum() < mi.sum()
     assert not ((normal == 1) & (mi == 1)).any()
+
+
+def test_superclasses_follow_ptbxl_s_statement_table() -> None:
+    # Prepare: every present record's SCP statements, read independently of the reader
+    index = PtbxlSource(root=PTBXL).index()
+    db = pd.read_csv(PTBXL / "metadata" / "ptbxl_database.csv").set_index("ecg_id")
+    statements = pd.read_csv(PTBXL / "metadata" / "scp_statements.csv", index_col=0)
+
+    # Assert: superclass_<c> is 1 exactly where a statement of class c is listed (at any likelihood)
+    for _, row in index.iterrows():
+        codes = ast.literal_eval(db.loc[row["ecg_id"], "scp_codes"])
+        classes = {statements.loc[c, "diagnostic_class"] for c in codes if c in statements.index}
+        assert [row[f"superclass_{c}"] for c in SUPERCLASSES] == [int(c in classes) for c in SUPERCLASSES]
+    assert tuple(f"superclass_{c}" for c in ("NORM", "STTC", "CD", "HYP")) == SUPERCLASS_TARGETS
+    assert all(0 < index[t].mean() < 1 for t in SUPERCLASS_TARGETS)
+    assert ((index["superclass_MI"] == 1) | (index["label"] == 0)).all()  # every MI label is an MI-class statement
 
 
 def test_wfdb_records_come_back_in_canonical_order_and_mv() -> None:
@@ -88,6 +112,8 @@ def test_combined_prefers_raw_and_counts_the_filtered_duplicates(tmp_path: Path)
         meta = store.metadata
         assert meta.groupby("patient_id")["split"].nunique().max() == 1
         assert set(meta.loc[meta["strat_fold"] == 10, "split"]) <= {"test"}
+    for store in result.stores:  # the superclasses travel into the store as auxiliary targets
+        assert auxiliary_matrix(store.metadata, SUPERCLASS_TARGETS).shape == (len(store.metadata), 4)
     x = load_split(result.stores[1], "test", 100).x
     np.testing.assert_allclose(x.mean(-1), 0, atol=1e-3)  # per-record standardisation
     np.testing.assert_allclose(x.std(-1), 1, atol=1e-2)

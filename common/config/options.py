@@ -262,6 +262,12 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("--crop-s", ("train.crop-s",)),
     Option("--loss", ("train.loss",)),
     Option("--threads", ("train.num-threads",)),
+    Option(
+        "--auxiliary-targets",
+        ("train.auxiliary-targets",),
+        help="comma-separated 0/1 metadata columns trained as auxiliary targets, e.g. PTB-XL's superclass_NORM,"
+        "superclass_STTC,superclass_CD,superclass_HYP",
+    ),
 )
 FEDERATED_OPTIONS: tuple[Option, ...] = (
     Option("--strategy", ("federated.strategy",)),

@@ -312,7 +312,23 @@ class TrainConfig(Frozen):
         description="with crop_s: a record's score is the mean or max over half-overlapping windows, or the "
         "whole record's in one pass",
     )
+    auxiliary_targets: tuple[str, ...] = Field(
+        (),
+        description="metadata columns (0/1, empty if unknown) trained as auxiliary targets of the ECG features, "
+        "e.g. PTB-XL's superclasses superclass_NORM,superclass_STTC,superclass_CD,superclass_HYP; the auxiliary "
+        "head is dropped when the model scores",
+    )
+    auxiliary_weight: float = Field(1.0, gt=0, description="weight of the auxiliary targets' loss beside the AMI loss")
     progress: bool = Field(False, description="a progress bar over the batches of each epoch")
+
+    @model_validator(mode="after")
+    def _distinct_auxiliary_targets(self) -> TrainConfig:
+        seen = [t for t in self.auxiliary_targets if t.strip()]
+        if len(seen) != len(self.auxiliary_targets) or len(set(seen)) != len(seen):
+            raise ValueError(f"auxiliary_targets must be distinct non-empty column names, got {self.auxiliary_targets}")
+        if "label" in seen:
+            raise ValueError("auxiliary_targets cannot include 'label': it is the AMI target itself")
+        return self
 
 
 DEFAULT_ROUNDS = 15

@@ -57,9 +57,16 @@ from common.evaluation.thresholds import threshold_metrics
 from common.federation.hospital import local_train_config
 from common.federation.outputs import ALL_SITES, FederatedOutputs
 from common.federation.results import score_rows
-from common.models import create_model
 from common.models.card import HospitalData, InputSpec, make_card, spec_of_stores, write_card
-from common.training.engine import EpochLog, fit, load_checkpoint, predict, save_checkpoint, seed_everything
+from common.training.engine import (
+    EpochLog,
+    build_model,
+    fit,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +269,7 @@ def _centralised_arm(
     train, val = concat([fd.train[s] for s in sites]), concat([fd.val[s] for s in sites])
     tcfg = cfg.train
     seed_everything(tcfg.seed)
-    model = create_model(tcfg.model)
+    model = build_model(tcfg)
     curve: list[CurvePoint] = []
 
     def on_epoch(e: EpochLog) -> None:
@@ -363,7 +370,7 @@ def _federated_arm(
         val_auc = h["val"][ALL_SITES]["auroc"]
         echo(f"    round {h['round']}: train loss {h['train_loss']:.4f}, validation AUROC {format_value(val_auc)}")
         curve.append(CurvePoint(passes=h["round"] * f.local_epochs, train_loss=h["train_loss"], val_auroc=val_auc))
-    model = create_model(cfg.train.model)
+    model = build_model(cfg.train)
     best = fed_out / "best.pt"
     model.load_state_dict(load_checkpoint(best if best.is_file() else fed_out / "last.pt"))
     thr = outputs.test["threshold"]  # chosen by the server on the training hospitals' validation histograms

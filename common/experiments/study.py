@@ -30,7 +30,7 @@ from common.evaluation.tables import format_ci_pair, markdown_table
 from common.models import count_parameters, create_model
 from common.models.card import HospitalData, InputSpec, make_card, write_card
 from common.models.feature_baseline import FEATURE_BASELINE, FeatureBaseline
-from common.training.engine import EpochLog, fit, predict, seed_everything
+from common.training.engine import EpochLog, build_model, fit, predict, seed_everything
 
 REFERENCE_MODEL: Final[str] = "conv_bilstm_attn"
 
@@ -94,8 +94,8 @@ def train_model(
         )
 
     seed_everything(cfg.seed)
-    model = create_model(name)
     run_cfg = cfg.model_copy(update={"model": name})
+    model = build_model(run_cfg)
 
     def on_epoch(e: EpochLog) -> None:
         auc = "n/a" if e.val_auroc is None else f"{e.val_auroc:.3f}"

@@ -23,10 +23,9 @@ from common.data.store import MANIFEST_FILE, SiteStore, StoreError
 from common.evaluation.calibration import CalibrationSums, calibration_sums
 from common.federation import histograms as H
 from common.federation import protocol as P
-from common.models import create_model
 from common.models.card import InputSpec, store_spec
 from common.synthetic.key import synthetic_cohort_dir
-from common.training.engine import cosine_factor, predict, seed_everything, train_epochs
+from common.training.engine import build_model, cosine_factor, predict, seed_everything, train_epochs
 
 StateDict = dict[str, torch.Tensor]
 
@@ -234,7 +233,7 @@ def local_train(state: StateDict, data: EcgArrays, plan: LocalTraining) -> Local
     """Start from the global weights and train as ``plan`` says (FedProx term if ``plan.proximal_mu``)."""
     cfg = plan.train
     seed_everything(cfg.seed)
-    model = create_model(cfg.model)
+    model = build_model(cfg)
     model.load_state_dict(state)
     losses = train_epochs(
         model,
@@ -263,7 +262,7 @@ def local_evaluate(
     with ``boot_seed``, the same per age band and sex (each over its own patients), and the calibration sums.
     """
     torch.set_num_threads(cfg.num_threads)
-    model = create_model(cfg.model)
+    model = build_model(cfg)
     model.load_state_dict(state)
     scores = predict(model, data, cfg)
     counts = H.threshold_counts(data.y, scores, threshold) if threshold is not None else None

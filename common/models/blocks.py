@@ -46,6 +46,7 @@ class FusionHead(nn.Module):
     def __init__(self, n_features: int, use_demographics: bool, hidden: int = 64, dropout: float = 0.2) -> None:
         super().__init__()
         self.use_demographics = use_demographics
+        self.n_features = n_features
         n_in = n_features + (N_DEMO if use_demographics else 0)
         self.mlp = nn.Sequential(
             nn.Linear(n_in, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, 1)
@@ -58,8 +59,17 @@ class FusionHead(nn.Module):
         return out
 
 
+AUX_HEAD: Final[str] = "aux_head"
+"""The attribute (and state-dict prefix) of the auxiliary-target head, used in training only."""
+
+
 class EcgClassifier(nn.Module):
-    """Base of the zoo: a subclass builds ``self.head`` and implements ``encode`` (B, 12, T) -> (B, F)."""
+    """Base of the zoo: a subclass builds ``self.head`` and implements ``encode`` (B, 12, T) -> (B, F).
+
+    :meth:`add_auxiliary_head` adds a linear head from the same ECG features to auxiliary targets (PTB-XL's
+    diagnostic superclasses, say): training calls :meth:`forward_with_auxiliary`; ``forward``, and so every
+    score, never reads it.
+    """
 
     head: FusionHead
 
@@ -73,6 +83,16 @@ class EcgClassifier(nn.Module):
     def forward(self, x: torch.Tensor, demo: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.head(self.encode(x), demo)
         return out
+
+    def add_auxiliary_head(self, n_targets: int) -> None:
+        setattr(self, AUX_HEAD, nn.Linear(self.head.n_features, n_targets))
+
+    def forward_with_auxiliary(self, x: torch.Tensor, demo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The AMI logit (B,) as ``forward`` computes it and the auxiliary logits (B, n_targets)."""
+        z = self.encode(x)
+        aux: torch.Tensor = getattr(self, AUX_HEAD)(z)
+        logit: torch.Tensor = self.head(z, demo)
+        return logit, aux
 
 
 def shortcut(c_in: int, c_out: int, stride: int) -> nn.Sequential:

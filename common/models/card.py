@@ -24,6 +24,7 @@ from common.config import flat as F
 from common.data.leads import LEADS, UNITS
 from common.data.preprocess import AGE_CENTER, AGE_SCALE, DEMOGRAPHIC_FEATURES
 from common.data.store import SiteStore
+from common.models.blocks import AUX_HEAD
 from common.models.registry import count_parameters, create_model
 
 CARD_VERSION: Final[int] = 1
@@ -207,7 +208,7 @@ def make_card(
         model=train.model,
         model_kwargs=kwargs,
         hyperparameters=hyperparameters(model, kwargs),
-        n_parameters=count_parameters(model),
+        n_parameters=count_parameters(model) - count_parameters(getattr(model, AUX_HEAD, nn.Sequential())),
         input=spec,
         train=train,
         arm=arm,
@@ -260,7 +261,7 @@ def checkpoint_of(card_file: Path) -> Path:
 
 def load_model(path: Path) -> tuple[nn.Module, ModelCard]:
     """The network of a checkpoint (or its card), built as the card says, weights loaded, in eval mode."""
-    from common.training.engine import load_checkpoint
+    from common.training.engine import load_checkpoint, scoring_state
 
     path = Path(path)
     card = read_card(path)
@@ -269,6 +270,8 @@ def load_model(path: Path) -> tuple[nn.Module, ModelCard]:
         raise CardError(f"the card {card_path(weights).name} has no checkpoint {weights} beside it")
     model = create_model(card.model, **card.model_kwargs)
     state = load_checkpoint(weights)
+    if card.train.auxiliary_targets:  # the auxiliary head trained beside the AMI head; scoring never uses it
+        state = scoring_state(state)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -26,6 +28,8 @@ from tqdm.auto import tqdm
 from common.config import TrainConfig
 from common.data.arrays import EcgArrays
 from common.evaluation.metrics import MetricError, auroc
+from common.models import create_model
+from common.models.blocks import AUX_HEAD, EcgClassifier
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,66 @@ class FocalLoss(nn.Module):
         if self.pos_weight is not None:
             loss = loss * torch.where(y > 0.5, self.pos_weight, torch.ones_like(y))
         return loss.mean()
+
+
+class AuxiliaryTargetError(ValueError):
+    """The auxiliary targets a run asks for are not in the data, or not 0/1."""
+
+
+def build_model(cfg: TrainConfig, **model_kwargs: object) -> nn.Module:
+    """The network ``cfg.model`` names, with the auxiliary head when ``cfg.auxiliary_targets`` are set.
+
+    Every arm, the server's initial weights and a hospital's ClientApp build the model here, so their
+    weights always have the same keys.
+    """
+    model = create_model(cfg.model, **model_kwargs)
+    if cfg.auxiliary_targets:
+        if not isinstance(model, EcgClassifier):
+            raise AuxiliaryTargetError(f"model {cfg.model!r} has no ECG feature vector to train auxiliary targets on")
+        model.add_auxiliary_head(len(cfg.auxiliary_targets))
+    return model
+
+
+def scoring_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A trained state without the auxiliary head: what the network needs to score."""
+    return {k: v for k, v in state.items() if not k.startswith(f"{AUX_HEAD}.")}
+
+
+def auxiliary_matrix(meta: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """``(n, len(columns))`` float32 auxiliary targets from the metadata: 0, 1, or NaN where unknown.
+
+    Raises :class:`AuxiliaryTargetError` naming the column and the hospitals when a column is missing or
+    holds anything but 0, 1 and empty cells.
+    """
+    sites = ", ".join(sorted(map(str, meta["site"].unique()))) if "site" in meta.columns else "the data"
+    missing = [c for c in columns if c not in meta.columns]
+    if missing:
+        raise AuxiliaryTargetError(
+            f"auxiliary targets {missing} are not columns of the metadata of {sites}; "
+            "PTB-XL stores have superclass_NORM, superclass_MI, superclass_STTC, superclass_CD and superclass_HYP"
+        )
+    out = np.empty((len(meta), len(columns)), np.float32)
+    for j, col in enumerate(columns):
+        raw = meta[col]
+        values = pd.to_numeric(raw, errors="coerce")
+        unknown = raw.isna() | (raw.astype(str).str.strip() == "")
+        bad = ~unknown & ~values.isin([0, 1])
+        if bad.any():
+            example = raw[bad].iloc[0]
+            raise AuxiliaryTargetError(
+                f"auxiliary target {col!r} of {sites} must be 0, 1 or empty; {int(bad.sum())} records hold "
+                f"other values, e.g. {str(example)!r}"
+            )
+        out[:, j] = values.where(~unknown).to_numpy(np.float32)
+    return out
+
+
+def auxiliary_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean BCE over the known (not NaN) auxiliary targets of a batch; 0 when none is known."""
+    known = ~torch.isnan(targets)
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    return nn.functional.binary_cross_entropy_with_logits(logits[known], targets[known])
 
 
 def make_loss(cfg: TrainConfig, y: np.ndarray) -> nn.Module:
@@ -132,7 +196,7 @@ def train_epochs(
     prox_mu: float = 0.0,
     schedule: tuple[int, int] | None = None,
 ) -> list[float]:
-    """Run ``epochs`` passes over ``data``; returns the mean loss of each epoch.
+    """Run ``epochs`` passes over ``data``; returns the mean loss of each epoch (with the auxiliary loss, if any).
 
     With ``prox_mu > 0`` the FedProx term ``mu/2 * ||w - w_start||^2`` is added, ``w_start`` being
     the weights the call started from (the global model in a federated round). With
@@ -141,6 +205,9 @@ def train_epochs(
     """
     if len(data) == 0:
         raise ValueError("no training records")
+    if cfg.auxiliary_targets and not isinstance(model, EcgClassifier):
+        raise AuxiliaryTargetError(f"model {cfg.model!r} has no ECG feature vector to train auxiliary targets on")
+    aux = torch.from_numpy(auxiliary_matrix(data.meta, cfg.auxiliary_targets)) if cfg.auxiliary_targets else None
     torch.set_num_threads(cfg.num_threads)
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = make_loss(cfg, data.y)
@@ -162,7 +229,11 @@ def train_epochs(
             if len(idx) < 2:  # BatchNorm cannot train on a single record
                 continue
             xb = x[idx] if crop is None else random_crops(x[idx], crop, gen)
-            loss = loss_fn(model(xb, demo[idx]), y[idx])
+            if aux is None:
+                loss = loss_fn(model(xb, demo[idx]), y[idx])
+            else:
+                logits, aux_logits = cast(EcgClassifier, model).forward_with_auxiliary(xb, demo[idx])
+                loss = loss_fn(logits, y[idx]) + cfg.auxiliary_weight * auxiliary_loss(aux_logits, aux[idx])
             if prox_mu > 0:
                 loss = loss + proximal_term(list(model.parameters()), anchor, prox_mu)
             opt.zero_grad(set_to_none=True)

@@ -36,6 +36,10 @@ STATEMENTS_FILE: Final[str] = "scp_statements.csv"
 _DEFAULTS: Final = PtbxlData(root=Path("."))
 """The reader's defaults are the typed settings' (:class:`common.config.PtbxlData`)."""
 ACUTE_STADIA: Final[frozenset[str]] = frozenset({"Stadium I", "Stadium I-II", "Stadium II"})
+SUPERCLASSES: Final[tuple[str, ...]] = ("NORM", "MI", "STTC", "CD", "HYP")
+"""PTB-XL's diagnostic superclasses; the store keeps one 0/1 column ``superclass_<name>`` per class."""
+SUPERCLASS_TARGETS: Final[tuple[str, ...]] = tuple(f"superclass_{c}" for c in SUPERCLASSES if c != "MI")
+"""The superclasses other than MI: auxiliary targets for the AMI model (``train.auxiliary_targets``)."""
 
 
 def _metadata_file(root: Path, name: str) -> Path:
@@ -57,6 +61,17 @@ def _labels(db: pd.DataFrame, statements: pd.DataFrame, label: Label, likelihood
         stadium = db.get("infarction_stadium1", pd.Series("", index=db.index)).fillna("").astype(str).str.strip()
         out = sure.map(lambda c: any(k.startswith("INJ") for k in c)) | stadium.isin(ACUTE_STADIA)
     return out.to_numpy(dtype=np.float64)
+
+
+def _superclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``superclass_<name>``: 1 where any of the record's SCP statements belongs to the class, at any likelihood.
+
+    Any likelihood, as PTB-XL's own example code aggregates them (its diagnostic statements mostly carry 100;
+    the AMI label itself keeps the ``likelihood`` threshold).
+    """
+    klass = statements["diagnostic_class"].dropna().to_dict()
+    classes = db["scp_codes"].map(lambda s: {klass.get(k) for k in ast.literal_eval(str(s))})
+    return {f"superclass_{c}": classes.map(lambda found, c=c: c in found).to_numpy(np.int64) for c in SUPERCLASSES}
 
 
 def _hospital(db: pd.DataFrame, column: Literal["site", "device"]) -> pd.Series:
@@ -82,6 +97,7 @@ def ptbxl_table(
             "age": np.asarray(demo["age"], dtype=np.float64),
             "sex": demo["sex"],
             "label": _labels(db, statements, label, likelihood),
+            **_superclasses(db, statements),
             "age_unreadable": demo["age_unreadable"],
             "sex_unreadable": demo["sex_unreadable"],
             "ecg_id": db["ecg_id"].astype(int),
