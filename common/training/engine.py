@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -93,9 +92,14 @@ def build_model(cfg: TrainConfig, **model_kwargs: object) -> nn.Module:
     """
     model = create_model(cfg.model, **model_kwargs)
     if cfg.auxiliary_targets:
-        if not isinstance(model, EcgClassifier):
-            raise AuxiliaryTargetError(f"model {cfg.model!r} has no ECG feature vector to train auxiliary targets on")
-        model.add_auxiliary_head(len(cfg.auxiliary_targets))
+        _with_features(model, cfg).add_auxiliary_head(len(cfg.auxiliary_targets))
+    return model
+
+
+def _with_features(model: nn.Module, cfg: TrainConfig) -> EcgClassifier:
+    """``model`` as the zoo's base class, which auxiliary targets need (they are trained on its ECG features)."""
+    if not isinstance(model, EcgClassifier):
+        raise AuxiliaryTargetError(f"model {cfg.model!r} has no ECG feature vector to train auxiliary targets on")
     return model
 
 
@@ -115,7 +119,7 @@ def auxiliary_matrix(meta: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray
     if missing:
         raise AuxiliaryTargetError(
             f"auxiliary targets {missing} are not columns of the metadata of {sites}; "
-            "PTB-XL stores have superclass_NORM, superclass_MI, superclass_STTC, superclass_CD and superclass_HYP"
+            "PTB-XL stores have one superclass_<class> column per diagnostic superclass (NORM, MI, STTC, CD, HYP)"
         )
     out = np.empty((len(meta), len(columns)), np.float32)
     for j, col in enumerate(columns):
@@ -205,9 +209,8 @@ def train_epochs(
     """
     if len(data) == 0:
         raise ValueError("no training records")
-    if cfg.auxiliary_targets and not isinstance(model, EcgClassifier):
-        raise AuxiliaryTargetError(f"model {cfg.model!r} has no ECG feature vector to train auxiliary targets on")
-    aux = torch.from_numpy(auxiliary_matrix(data.meta, cfg.auxiliary_targets)) if cfg.auxiliary_targets else None
+    aux_model = _with_features(model, cfg) if cfg.auxiliary_targets else None
+    aux = torch.from_numpy(auxiliary_matrix(data.meta, cfg.auxiliary_targets)) if aux_model is not None else None
     torch.set_num_threads(cfg.num_threads)
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = make_loss(cfg, data.y)
@@ -229,10 +232,10 @@ def train_epochs(
             if len(idx) < 2:  # BatchNorm cannot train on a single record
                 continue
             xb = x[idx] if crop is None else random_crops(x[idx], crop, gen)
-            if aux is None:
+            if aux_model is None or aux is None:
                 loss = loss_fn(model(xb, demo[idx]), y[idx])
             else:
-                logits, aux_logits = cast(EcgClassifier, model).forward_with_auxiliary(xb, demo[idx])
+                logits, aux_logits = aux_model.forward_with_auxiliary(xb, demo[idx])
                 loss = loss_fn(logits, y[idx]) + cfg.auxiliary_weight * auxiliary_loss(aux_logits, aux[idx])
             if prox_mu > 0:
                 loss = loss + proximal_term(list(model.parameters()), anchor, prox_mu)

@@ -38,7 +38,8 @@ _DEFAULTS: Final = PtbxlData(root=Path("."))
 ACUTE_STADIA: Final[frozenset[str]] = frozenset({"Stadium I", "Stadium I-II", "Stadium II"})
 SUPERCLASSES: Final[tuple[str, ...]] = ("NORM", "MI", "STTC", "CD", "HYP")
 """PTB-XL's diagnostic superclasses; the store keeps one 0/1 column ``superclass_<name>`` per class."""
-SUPERCLASS_TARGETS: Final[tuple[str, ...]] = tuple(f"superclass_{c}" for c in SUPERCLASSES if c != "MI")
+SUPERCLASS_COLUMNS: Final[tuple[str, ...]] = tuple(f"superclass_{c}" for c in SUPERCLASSES)
+SUPERCLASS_TARGETS: Final[tuple[str, ...]] = tuple(c for c in SUPERCLASS_COLUMNS if c != "superclass_MI")
 """The superclasses other than MI: auxiliary targets for the AMI model (``train.auxiliary_targets``)."""
 
 
@@ -71,7 +72,10 @@ def _superclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.nd
     """
     klass = statements["diagnostic_class"].dropna().to_dict()
     classes = db["scp_codes"].map(lambda s: {klass.get(k) for k in ast.literal_eval(str(s))})
-    return {f"superclass_{c}": classes.map(lambda found, c=c: c in found).to_numpy(np.int64) for c in SUPERCLASSES}
+    return {
+        col: classes.map(lambda found, c=c: c in found).to_numpy(np.int64)
+        for c, col in zip(SUPERCLASSES, SUPERCLASS_COLUMNS, strict=True)
+    }
 
 
 def _hospital(db: pd.DataFrame, column: Literal["site", "device"]) -> pd.Series:
