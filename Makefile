@@ -62,7 +62,7 @@ compose-data: $(STAMP)
 compose-up: image-context compose-data
 	mkdir -p deploy/results
 	$(COMPOSE) build
-	$(COMPOSE) up -d superlink $(foreach h,$(subst $(comma), ,$(COMPOSE_HOSPITALS)),supernode-$(h))
+	$(COMPOSE) up -d superlink $(foreach h,$(subst $(comma), ,$(COMPOSE_HOSPITALS)),supernode-$(h) worker-$(h))
 	$(COMPOSE) run --rm coordinator; rc=$$?; $(COMPOSE) down -t 5; exit $$rc
 
 # The compose deployment, checked: it completes, results are written, each hospital sees only its own store.

@@ -1,6 +1,7 @@
 """The cost of a deployed run: real SuperLink and SuperNode processes against the simulation, same run.
 
-Usage: python benchmarks/bench_deployment.py [--n-ecgs 600] [--rounds 2] [--model NAME] [--insecure] [--out DIR]
+Usage: python benchmarks/bench_deployment.py [--n-ecgs 600] [--rounds 2] [--model NAME] [--insecure] [--worker]
+    [--out DIR]
 
 In one invocation, on one prepared synthetic cohort of three hospitals and the same run settings, it runs
 the ServerApp twice: in Flower's simulation (Ray, ``sim/simulation.py``) and deployed on loopback (a
@@ -31,6 +32,7 @@ HOSPITALS = ("hospital_a", "hospital_b", "hospital_c")
 SAMPLE_S = 0.25
 # what a process is, by the words of its command line (the first that matches)
 KINDS = (
+    ("deploy worker", "worker"),
     ("flwr-clientapp", "ClientApp"),
     ("flwr-serverapp", "ServerApp"),
     ("superexec", "SuperExec"),
@@ -110,7 +112,7 @@ def deployed(args: argparse.Namespace, root: Path, stores: Path, out: Path) -> d
         if not args.insecure:
             dep.register(list(HOSPITALS))
         for h in HOSPITALS:
-            dep.start_node(h, h)
+            dep.start_node(h, h, worker=dep.start_worker(h) if args.worker else None)
         sampler = MemorySampler({name: proc.pid for name, proc in dep.procs.items()})
         sampler.start()
         t0 = time.perf_counter()
@@ -125,7 +127,8 @@ def deployed(args: argparse.Namespace, root: Path, stores: Path, out: Path) -> d
         raise RuntimeError(f"the deployed run ended {status}: logs in {root / 'run'}")
     memory = {
         "superlink_mib": sampler.tree_peak["superlink"] / 2**20,
-        "supernode_mib": {h: sampler.tree_peak[h] / 2**20 for h in HOSPITALS},
+        # with a worker, a hospital's figure adds the worker's peak to its SuperNode tree's (an upper bound)
+        "supernode_mib": {h: (sampler.tree_peak[h] + sampler.tree_peak[f"{h}-worker"]) / 2**20 for h in HOSPITALS},
         "process_mib": {k: v / 2**20 for k, v in sampler.kind_peak.items()},
         "clientapp_processes": len(sampler.started["ClientApp"]),
     }
@@ -141,7 +144,8 @@ def read_run(out: Path) -> dict[str, Any]:
 def report(sim: dict[str, Any], dep: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         f"{args.n_ecgs} ECGs, 3 hospitals, {args.rounds} rounds, {args.model}; deployed with "
-        f"{'no TLS' if args.insecure else 'TLS and SuperNode authentication'}",
+        f"{'no TLS' if args.insecure else 'TLS and SuperNode authentication'}"
+        f"{', a warm worker per hospital' if args.worker else ''}",
         f"{'':<28}{'simulated':>11}{'deployed':>11}{'ratio':>8}",
     ]
     for label, key in (
@@ -176,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=TrainConfig.model_fields["model"].default, help="default: train.model")
     p.add_argument("--insecure", action="store_true", help="deploy without TLS and authentication")
+    p.add_argument("--worker", action="store_true", help="each hospital runs its warm worker (client/worker.py)")
     p.add_argument("--out", type=Path, default=None, help="keep both runs here (default: a temporary folder)")
     return p
 

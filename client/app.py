@@ -1,123 +1,56 @@
-"""Flower ClientApp: one hospital. Translates messages to :mod:`common.federation.hospital` calls.
+"""Flower ClientApp: one hospital. Hands each message to the hospital's handlers (:mod:`client.handlers`).
 
-Only the model's weights and aggregates leave the hospital: the training reply carries weights,
-``num-examples``, the loss and the settings it trained with; the evaluation reply carries score
-histograms and confusion counts, never a per-record score or label.
+A SuperNode whose node config names a warm worker (``worker-socket``, :mod:`client.worker`) has the message
+handled there; otherwise, or when the worker cannot answer, this process handles it itself. Importing this
+module loads neither torch nor the data code: a forwarding ClientApp process never needs them.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+import logging
+from functools import cache
+from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from common.config import AppConfig
-from common.federation import histograms as H
 from common.federation import protocol as P
-from common.federation.hospital import (
-    app_config,
-    claimed_hospital,
-    hospital_of,
-    hospital_spec,
-    hospital_split,
-    local_evaluate,
-    local_train,
-    local_train_config,
-    planned_training,
-)
 
-MetricValue = int | float | list[int] | list[float]
-FAULT_ENV = "FEDAMI_INJECT_FAULT"
-"""Fault injection for deployment tests: ``nan-weights`` makes this node's training replies carry NaN weights."""
+log = logging.getLogger("fedami.client")
+
+app = ClientApp()
 
 
-def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = None) -> ClientApp:
-    """A ClientApp whose run config is ``context.run_config`` updated with ``overrides``.
+@cache
+def _handlers() -> ClientApp:
+    from client.handlers import make_client_app
 
-    ``flwr run`` uses the module-level :data:`app` (no overrides); ``sim/simulation.py`` passes the
-    fold's flat run config here because the simulation engine gives ClientApps an empty one.
-    """
-    app = ClientApp()
-
-    def settings(context: Context) -> AppConfig:
-        return app_config({**context.run_config, **(overrides or {})})
-
-    @app.train()
-    def train(msg: Message, context: Context) -> Message:
-        cfg = settings(context)
-        hospital = hospital_of(cfg, context.node_config)
-        config: ConfigRecord = msg.content.config_records[P.CONFIG]
-        server_round = int(P.number(config, P.SERVER_ROUND))  # global: a resumed run's strategy counts on
-        plan = planned_training(cfg, hospital, server_round, P.number(config, P.PROXIMAL_MU, 0.0))
-        res = local_train(
-            msg.content.array_records[P.ARRAYS].to_torch_state_dict(), hospital_split(cfg, hospital, "train"), plan
-        )
-        metrics: dict[str, MetricValue] = {
-            P.NUM_EXAMPLES: res.num_examples,
-            P.NUM_POSITIVES: res.num_positives,
-            P.TRAIN_LOSS: res.train_loss,
-            P.SITE_INDEX: hospital.index,
-        }
-        state = res.state
-        if os.environ.get(FAULT_ENV) == "nan-weights":
-            state = {k: v.float() * float("nan") if v.is_floating_point() else v for k, v in state.items()}
-        content: dict[str, ArrayRecord | MetricRecord | ConfigRecord] = {
-            P.ARRAYS: ArrayRecord(state),
-            P.METRICS: MetricRecord(metrics),
-            P.CONFIG: ConfigRecord(
-                {
-                    P.TRAINED_WITH: res.trained_with.model_dump_json(),
-                    P.INPUT_SPEC: hospital_spec(cfg, hospital).model_dump_json(),
-                }
-            ),
-        }
-        return Message(RecordDict(content), reply_to=msg)
-
-    @app.query()
-    def query(msg: Message, context: Context) -> Message:
-        """Which hospital this node holds: the server maps hospitals to nodes by it."""
-        hospital = claimed_hospital(settings(context), context.node_config)
-        return Message(RecordDict({P.CONFIG: ConfigRecord({P.HOSPITAL: hospital})}), reply_to=msg)
-
-    @app.evaluate()
-    def evaluate(msg: Message, context: Context) -> Message:
-        cfg = settings(context)
-        hospital = hospital_of(cfg, context.node_config)
-        config: ConfigRecord = msg.content.config_records[P.CONFIG]
-        split = str(config.get(P.EVAL_SPLIT, "val"))
-        threshold = P.number(config, P.THRESHOLD) if P.THRESHOLD in config else None
-        n_boot = int(P.number(config, P.N_BOOT)) if P.N_BOOT in config else None
-        res = local_evaluate(
-            msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
-            hospital_split(cfg, hospital, split),
-            local_train_config(cfg, cfg.train.seed),
-            threshold,
-            n_boot=n_boot,
-            boot_seed=H.hospital_seed(cfg.train.seed, hospital.index),
-        )
-        metrics: dict[str, MetricValue] = {
-            P.NUM_EXAMPLES: res.num_examples,
-            P.NUM_PATIENTS: res.n_patients,
-            P.SITE_INDEX: hospital.index,
-            P.POS_HIST: res.histogram.pos.tolist(),
-            P.NEG_HIST: res.histogram.neg.tolist(),
-        }
-        if res.counts is not None:
-            metrics.update({P.TP: res.counts.tp, P.FP: res.counts.fp, P.TN: res.counts.tn, P.FN: res.counts.fn})
-        if res.replicates is not None:
-            reps = res.replicates
-            metrics[P.REP_BINS] = reps.bins.tolist()
-            metrics[P.REP_POS] = reps.pos.ravel().tolist()
-            metrics[P.REP_NEG] = reps.neg.ravel().tolist()
-        if res.subgroups is not None:
-            metrics.update(H.subgroup_metrics(res.subgroups))
-        if res.calibration is not None:
-            metrics.update(H.calibration_metrics(res.calibration))
-        return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
-
-    return app
+    return make_client_app()
 
 
-app = make_client_app()
+def handle(msg: Message, context: Context) -> Message:
+    """The hospital's reply to ``msg``: from its worker if the node config names one and it answers."""
+    where = context.node_config.get(P.NODE_WORKER)
+    if where:
+        from client import worker
+
+        try:
+            return worker.forward(Path(str(where)), msg, context)
+        except worker.WorkerUnavailable as err:
+            log.warning("hospital worker at %s did not answer (%s): handling the message here", where, err)
+    return _handlers()(msg, context)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    return handle(msg, context)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    return handle(msg, context)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    return handle(msg, context)

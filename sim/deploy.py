@@ -9,6 +9,9 @@
         registers each hospital's public key under its name (SuperNode authentication)
     fedami deploy compose --hospitals hospital_a,hospital_b,hospital_c --superlink link.example.org:8000 --out hosts/
         one compose file per host: hosts/coordinator (the SuperLink and the run's job), hosts/<hospital>
+    fedami deploy worker --socket /run/fedami/worker.sock
+        a hospital's warm worker beside its SuperNode (node config ``worker-socket="/run/fedami/worker.sock"``):
+        torch, the model and the hospital's store stay loaded across messages (``client/worker.py``)
     fedami deploy run --set federated.rounds=15 [--resume OUT]
         submits the run, streams its log, and exits 0 only if the run completed (``flwr run --stream``
         exits 0 even when the ServerApp fails; this reads the run's status from the SuperLink)
@@ -331,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     com.add_argument("--superlink", default=None, help="host:port the hospitals reach the SuperLink at")
     com.add_argument("--out", type=Path, required=True, help="a folder (one per host), or the one-machine file")
     com.add_argument("--one-machine", action="store_true", help="every site on this machine, in one file")
+    wrk = sub.add_parser("worker", help="a hospital's warm worker: its handlers in one long-lived process")
+    wrk.add_argument("--socket", type=Path, required=True, help="the Unix socket the SuperNode's node config names")
     run = sub.add_parser("run", help="submit a run, stream it, exit with its real status")
     run.add_argument("--connection", default=CONNECTION)
     O.add_set_option(run)
@@ -382,6 +387,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("each host gets its folder, with its secrets/ (and a hospital its stores/) beside the file")
         elif args.command == "register":
             register(args.keys, _hospitals(args.hospitals), args.connection, args.wait_s)
+        elif args.command == "worker":
+            import logging
+
+            from client import worker
+
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+            worker.serve(args.socket.expanduser().resolve())
         else:
             overrides: dict[str, object] = dict(O.assignments(args.set_))
             if args.resume is not None:

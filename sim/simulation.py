@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from client.app import make_client_app
+from client.handlers import make_client_app
 from common.federation.outputs import FederatedOutputs
 from server.app import make_server_app
 

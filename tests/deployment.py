@@ -9,16 +9,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from sim import compose as C
 from sim import deploy as D
 
 T = TypeVar("T")
@@ -43,6 +46,7 @@ class Deployment:
     auth: bool = True
     port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    sockets: Path | None = None
 
     @property
     def home(self) -> Path:
@@ -54,6 +58,7 @@ class Deployment:
             "FLWR_HOME": str(self.home),
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": C.SUPEREXEC_POLL_S,  # as the compose files set it
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             **extra,
         }
@@ -106,9 +111,23 @@ class Deployment:
             else:
                 os.environ["FLWR_HOME"] = old
 
-    def start_node(self, name: str, site: str, *, key: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str, **env: str) -> Path:
+        """The hospital's warm worker (``fedami deploy worker``); returns its socket once it accepts."""
+        if self.sockets is None:  # a short private folder: a socket's path is limited to about 100 bytes
+            self.sockets = Path(tempfile.mkdtemp(prefix="fedami-", dir="/tmp"))
+        sock = self.sockets / f"{name}.sock"
+        self._start(f"{name}-worker", [str(BIN / "fedami"), "deploy", "worker", "--socket", str(sock)], **env)
+        self.wait_for(sock.exists, 60, f"{name}'s worker to listen")
+        return sock
+
+    def start_node(
+        self, name: str, site: str, *, key: Path | None = None, worker: Path | None = None, **env: str
+    ) -> subprocess.Popen[bytes]:
+        node_config = f'site="{site}" data-dir="{self.stores}"'
+        if worker is not None:
+            node_config += f' worker-socket="{worker}"'
         args = [str(BIN / "flower-supernode"), "--superlink", f"127.0.0.1:{self.port}", "--port", str(free_port()),
-                "--node-config", f"site=\"{site}\" data-dir=\"{self.stores}\""]  # fmt: skip
+                "--node-config", node_config]  # fmt: skip
         args += ["--root-certificates", str(self.secrets / site / "ca.crt")] if self.tls else ["--insecure"]
         if self.auth:
             args += ["--auth-supernode-private-key", str(key or self.secrets / site / f"{site}.key")]
@@ -124,6 +143,8 @@ class Deployment:
     def close(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets, ignore_errors=True)
 
     def submit(self, overrides: dict[str, object]) -> str:
         return self.flwr_env(lambda: D.submit(overrides, "fedami", REPO))

@@ -9,8 +9,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-CLIENT_MODULES = [
-    "client", "client.app",
+CLIENT_APP_MODULES = ["client", "client.app", "common", "common.federation", "common.federation.protocol"]
+"""What the ClientApp module itself loads: a process that forwards to the hospital's worker needs no more."""
+
+HANDLER_MODULES = [
+    "client", "client.handlers",
     "common", "common.config", "common.config.flat", "common.config.paths", "common.config.sections",
     "common.data", "common.data.arrays", "common.data.leads", "common.data.preprocess", "common.data.splits",
     "common.data.store",
@@ -22,7 +25,8 @@ CLIENT_MODULES = [
     "common.synthetic", "common.synthetic.key",
     "common.training", "common.training.engine",
 ]  # fmt: skip
-"""Every project module the ClientApp loads: a new import here must be a deliberate choice."""
+"""Every project module the hospital's handlers load (in a ClientApp process or its worker): a new import here
+must be a deliberate choice."""
 
 
 def _imported_by(statement: str) -> tuple[list[str], list[str]]:
@@ -37,12 +41,21 @@ def _imported_by(statement: str) -> tuple[list[str], list[str]]:
     return ours, heavy
 
 
-def test_the_client_app_imports_exactly_these_modules_and_no_ingestion_or_statistics_stack() -> None:
-    # Execute: a fresh interpreter, as a Ray worker or a SuperNode's ClientApp process is
-    ours, heavy = _imported_by("import client.app")
+def test_the_client_app_module_loads_neither_torch_nor_the_data_code() -> None:
+    # Execute: a fresh interpreter, as a SuperNode's ClientApp process is
+    ours, heavy = _imported_by("import client.app; assert 'torch' not in sys.modules, 'torch imported'")
+
+    # Assert: a ClientApp that forwards to the hospital's worker starts without torch, models or data
+    assert ours == sorted(CLIENT_APP_MODULES)
+    assert heavy == []
+
+
+def test_the_handlers_import_exactly_these_modules_and_no_ingestion_or_statistics_stack() -> None:
+    # Execute: a fresh interpreter, as a Ray worker, a ClientApp process handling a message or a worker is
+    ours, heavy = _imported_by("import client.app, client.handlers, client.worker")
 
     # Assert: no reader, ingest, generator or downloader; none of wfdb, scipy, scikit-learn, matplotlib, Ray
-    assert ours == sorted(CLIENT_MODULES)
+    assert ours == sorted([*HANDLER_MODULES, "client.app", "client.worker"])
     assert not any(".readers" in m or m.endswith((".ingest", ".generator", ".cohort", ".sources")) for m in ours)
     assert heavy == []
 

@@ -35,6 +35,10 @@ def nodes(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: s for name, s in compose["services"].items() if "flower-supernode" in s.get("command", "")}
 
 
+def workers(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in compose["services"].items() if "deploy worker" in s.get("command", "")}
+
+
 def option(command: str, name: str) -> str:
     words = shlex.split(command)
     return words[words.index(name) + 1]
@@ -47,10 +51,15 @@ def test_every_hospital_node_mounts_only_its_own_store_and_key_read_only(compose
     for name, service in services.items():
         hospital = name.removeprefix("supernode-")
         assert sorted(service["volumes"]) == sorted(
-            [f"./deploy/secrets/{hospital}:/secrets:ro", f"./deploy/stores/{hospital}:/data/{hospital}:ro"]
+            [
+                f"./deploy/secrets/{hospital}:/secrets:ro",
+                f"./deploy/stores/{hospital}:/data/{hospital}:ro",
+                f"worker-{hospital}:/run/fedami",
+            ]
         )
         config = option(service["command"], "--node-config")
         assert f"site='{hospital}'" in config and "data-dir='/data'" in config
+        assert "worker-socket='/run/fedami/worker.sock'" in config
         assert option(service["command"], "--auth-supernode-private-key") == f"/secrets/{hospital}.key"
         assert option(service["command"], "--root-certificates") == "/secrets/ca.crt"
 
@@ -69,6 +78,21 @@ def test_hospitals_share_a_network_with_the_superlink_only_and_no_network_reache
         assert "ports" not in services[name]
 
 
+def test_each_hospital_worker_has_no_network_its_own_store_and_a_socket_volume_shared_with_its_node_only(
+    compose: dict[str, Any],
+) -> None:
+    services = workers(compose)
+
+    assert sorted(services) == ["worker-hospital_a", "worker-hospital_b", "worker-hospital_c"]
+    for name, service in services.items():
+        hospital = name.removeprefix("worker-")
+        assert service["network_mode"] == "none" and "networks" not in service and "ports" not in service
+        assert sorted(service["volumes"]) == [f"./deploy/stores/{hospital}:/data/{hospital}:ro", f"{name}:/run/fedami"]
+        assert option(service["command"], "--socket") == "/run/fedami/worker.sock"
+        sharing = {other for other, s in compose["services"].items() if f"{name}:/run/fedami" in s.get("volumes", [])}
+        assert sharing == {name, f"supernode-{hospital}"} and name in compose["volumes"]
+
+
 def test_the_superlink_serves_tls_with_node_authentication_and_keeps_its_state_on_a_volume(
     compose: dict[str, Any],
 ) -> None:
@@ -84,7 +108,7 @@ def test_the_superlink_serves_tls_with_node_authentication_and_keeps_its_state_o
     holding_stores = {
         name for name, s in compose["services"].items() if any("stores" in v for v in s.get("volumes", []))
     }
-    assert holding_stores == set(nodes(compose))  # no ECG store outside its hospital's node
+    assert holding_stores == set(nodes(compose)) | set(workers(compose))  # no ECG store outside its hospital
 
 
 def coordinator_words(compose: dict[str, Any]) -> list[str]:
@@ -140,9 +164,9 @@ def test_the_compose_command_accepts_every_file(compose: dict[str, Any], tmp_pat
 
     assert {f: c.stderr[-2000:] for f, c in checked.items() if c.returncode != 0} == {}
     services = {f.parent.name: set(yaml.safe_load(c.stdout)["services"]) for f, c in checked.items()}
-    assert services[REPO.name] == {"superlink", "coordinator", *nodes(compose)}
+    assert services[REPO.name] == {"superlink", "coordinator", *nodes(compose), *workers(compose)}
     assert services["coordinator"] == {"superlink", "coordinator"}
-    assert services["north"] == {"supernode-north"}
+    assert services["north"] == {"supernode-north", "worker-north"}
 
 
 def test_the_top_level_file_is_the_generated_one() -> None:
@@ -167,10 +191,13 @@ def test_one_file_per_host_each_hospital_holding_only_its_own_key_and_store(tmp_
     registered = coordinator_words(files["coordinator"])
     assert registered[registered.index("--hospitals") + 1] == ",".join(hospitals)
     for hospital in hospitals:
-        ((name, node),) = files[hospital]["services"].items()
-        assert name == f"supernode-{hospital}" and "ports" not in node
+        services = files[hospital]["services"]
+        assert sorted(services) == [f"supernode-{hospital}", f"worker-{hospital}"]
+        node, worker = services[f"supernode-{hospital}"], services[f"worker-{hospital}"]
+        assert "ports" not in node and worker["network_mode"] == "none"
         own = [f"./secrets/{hospital}:/secrets:ro", f"./stores/{hospital}:/data/{hospital}:ro"]
-        assert sorted(node["volumes"]) == own
+        assert sorted(node["volumes"]) == [*own, f"worker-{hospital}:/run/fedami"]
+        assert sorted(worker["volumes"]) == [own[1], f"worker-{hospital}:/run/fedami"]
         assert option(node["command"], "--superlink") == "link.example.org:8000"
         text = (tmp_path / hospital / "docker-compose.yml").read_text()
         assert not any(other in text for other in hospitals if other != hospital)  # no other hospital named

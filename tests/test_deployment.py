@@ -59,18 +59,26 @@ def _outputs(out: Path) -> dict[str, Any]:
 def test_tls_and_authenticated_nodes_complete_a_run_and_a_stranger_is_refused(
     deployment: Deployment, tmp_path: Path
 ) -> None:
+    # Prepare: hospitals a and b run warm workers, c handles messages in its ClientApp processes
     dep = deployment
     dep.start_superlink(database=tmp_path / "state.db")
     dep.register(HOSPITALS)
     for h in HOSPITALS:
-        dep.start_node(h, h)
+        dep.start_node(h, h, worker=dep.start_worker(h) if h != "hospital_c" else None)
     stranger = dep.start_node("stranger", "hospital_a", key=dep.secrets / "stranger" / "stranger.key")
 
+    # Execute: hospital_a's worker is killed after round 1
     run_id = dep.submit({**RUN, "federated.rounds": 2, "output.dir": str(tmp_path / "out")})
+    dep.wait_for(lambda: (tmp_path / "out" / "last.json").is_file(), 300, "round 1's checkpoint")
+    dep.stop("hospital_a-worker")
     status = dep.wait_finished(run_id, 400)
 
+    # Assert: completed; the workers served, and hospital_a's ClientApp handled its later messages itself
     out = _outputs(tmp_path / "out")
     assert status == "finished:completed", dep.log("superlink")[-3000:]
+    assert "train message replied" in dep.log("hospital_a-worker")
+    assert dep.log("hospital_b-worker").count("message replied") == 5  # 2 x (train, validation), the test round
+    assert "did not answer" in dep.log("hospital_a") and "did not answer" not in dep.log("hospital_b")
     assert [h["round"] for h in out["history"]] == [1, 2]
     assert set(out["test"]["sites"]) == set(HOSPITALS)
     lo, hi = out["test"]["all"]["auroc_ci"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
-from client.app import make_client_app
+from client.handlers import make_client_app
 from common.config import AppConfig, StoresConfig, TrainConfig
 from common.config import flat as F
 from common.data.arrays import EcgArrays
@@ -104,7 +104,7 @@ def test_a_hospital_trains_with_exactly_the_settings_the_server_was_given(
     tiny_cohort: list[SiteStore], tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: every training field changed, the federated settings that shape local work too
-    import client.app
+    import client.handlers
 
     train = _every_training_field_changed()
     app = _app(tiny_data_dir, train=train).model_copy(
@@ -122,7 +122,7 @@ def test_a_hospital_trains_with_exactly_the_settings_the_server_was_given(
         hyp = (data.meta["mimic"] == "lvh_strain").astype(int)  # the tiny cohort has no superclass columns
         return local_train(state, EcgArrays(data.x, data.demo, data.y, data.meta.assign(superclass_HYP=hyp)), plan)
 
-    monkeypatch.setattr(client.app, "local_train", spy)
+    monkeypatch.setattr(client.handlers, "local_train", spy)
 
     # Execute: round 3, as the server sends it (FedProx's mu in the message)
     make_client_app()(_message(MessageType.TRAIN, {P.SERVER_ROUND: 3, P.PROXIMAL_MU: 0.05}, train), _context(app, 1))

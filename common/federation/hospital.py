@@ -130,19 +130,26 @@ def prepare_hint(cfg: AppConfig, hospital: Hospital) -> str:
     return f"prepare it first: fedami ingest --data synthetic {' '.join(args)} --data-dir {where}".replace("  ", " ")
 
 
+def _version(store: Path) -> tuple[int, int]:
+    """Which preparation of the store is on disk (its manifest's mtime and size): a re-ingested store is read anew
+    by a long-lived process (the hospital's worker) instead of being served from the cache."""
+    st = (store / MANIFEST_FILE).stat()
+    return st.st_mtime_ns, st.st_size
+
+
 @lru_cache(maxsize=8)
-def _spec(store: Path, target_fs: int) -> InputSpec:
+def _spec(store: Path, target_fs: int, version: tuple[int, int]) -> InputSpec:
     return store_spec(SiteStore.open(store), target_fs)
 
 
 def hospital_spec(cfg: AppConfig, hospital: Hospital) -> InputSpec:
     """How the hospital's training data were prepared for the model (the model card's input spec)."""
     hospital_split(cfg, hospital, "train")  # the same clear error when the store is missing
-    return _spec(hospital.store, cfg.train.target_fs)
+    return _spec(hospital.store, cfg.train.target_fs, _version(hospital.store))
 
 
 @lru_cache(maxsize=8)
-def _split(store: Path, split: str, target_fs: int) -> EcgArrays:
+def _split(store: Path, split: str, target_fs: int, version: tuple[int, int]) -> EcgArrays:
     return load_split(SiteStore.open(store), split, target_fs)
 
 
@@ -152,7 +159,7 @@ def hospital_split(cfg: AppConfig, hospital: Hospital, split: str) -> EcgArrays:
         raise NodeDataError(
             f"hospital {hospital.name!r} has no prepared data at {hospital.store}; {prepare_hint(cfg, hospital)}"
         )
-    return _split(hospital.store, split, cfg.train.target_fs)
+    return _split(hospital.store, split, cfg.train.target_fs, _version(hospital.store))
 
 
 def round_seed(seed: int, site: int, server_round: int) -> int:

@@ -63,6 +63,8 @@ PARTITION_ID: Final[str] = "partition-id"
 NUM_PARTITIONS: Final[str] = "num-partitions"
 NODE_SITE: Final[str] = "site"
 NODE_DATA_DIR: Final[str] = "data-dir"
+NODE_WORKER: Final[str] = "worker-socket"
+"""Node config key: the Unix socket of the hospital's warm worker (``fedami deploy worker``), if it runs one."""
 
 
 def number(record: Mapping[str, object], key: str, default: float | None = None) -> float:
