@@ -30,7 +30,7 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from types import FrameType
@@ -68,15 +68,23 @@ class WorkerTaskError(RuntimeError):
     """A handler raised in the worker; the text is the worker's ``Type: message``."""
 
 
+def source_digest(files: Iterable[tuple[str, bytes]]) -> str:
+    """sha256 over (relative posix path, content) pairs, in path order."""
+    h = hashlib.sha256()
+    for name, content in sorted(files):
+        h.update(name.encode() + b"\0" + content + b"\0")
+    return h.hexdigest()
+
+
 @cache
 def code_digest() -> str:
-    """sha256 of the handlers' source (``client`` and ``common``), relative paths and contents, in order."""
+    """:func:`source_digest` of this process's handlers' source (every ``.py`` of ``client`` and ``common``)."""
     root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for package in SOURCE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    return source_digest(
+        (path.relative_to(root).as_posix(), path.read_bytes())
+        for package in SOURCE_PACKAGES
+        for path in (root / package).rglob("*.py")
+    )
 
 
 def _send(conn: socket.socket, *frames: bytes) -> None:
