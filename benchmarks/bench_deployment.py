@@ -10,7 +10,8 @@ submitted as ``fedami deploy run`` submits it). It prints both wall times as the
 (``timing.json``: the rounds, the final test round, the whole app), their ratio, both runs' test AUROC, and,
 for the deployed run, the peak resident memory of the SuperLink (with its ServerApp), of each SuperNode's
 processes together, and of one ClientApp process, sampled every 0.25 s, with the number of ClientApp
-processes started (Flower starts one per message). ``--out`` keeps both runs and writes ``deployment.json``.
+processes started (Flower starts one per message) and how long each lived; with ``--worker`` also the seconds the
+workers took per message (their logs). ``--out`` keeps both runs and writes ``deployment.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOSPITALS = ("hospital_a", "hospital_b", "hospital_c")
 SAMPLE_S = 0.25
+WORKER_TIME = re.compile(r"message replied in ([0-9.]+) s")  # client/worker.py's log line per message
 # what a process is, by the words of its command line (the first that matches)
 KINDS = (
     ("deploy worker", "worker"),
@@ -55,6 +58,7 @@ class MemorySampler(threading.Thread):
         self.tree_peak: dict[str, int] = defaultdict(int)
         self.kind_peak: dict[str, int] = defaultdict(int)
         self.started: dict[str, set[int]] = defaultdict(set)
+        self.seen: dict[int, list[float]] = {}  # a ClientApp process's start and the last time it was seen
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -76,6 +80,8 @@ class MemorySampler(threading.Thread):
                     total += rss
                     self.kind_peak[kind] = max(self.kind_peak[kind], rss)
                     self.started[kind].add(proc.pid)
+                    if kind == "ClientApp":
+                        self.seen.setdefault(proc.pid, [proc.create_time(), 0.0])[1] = time.time()
                 self.tree_peak[name] = max(self.tree_peak[name], total)
 
 
@@ -123,6 +129,7 @@ def deployed(args: argparse.Namespace, root: Path, stores: Path, out: Path) -> d
         sampler.join()
     finally:
         dep.close()
+    worker_s = [float(t) for h in HOSPITALS if args.worker for t in WORKER_TIME.findall(dep.log(f"{h}-worker"))]
     if status != "finished:completed":
         raise RuntimeError(f"the deployed run ended {status}: logs in {root / 'run'}")
     memory = {
@@ -131,8 +138,9 @@ def deployed(args: argparse.Namespace, root: Path, stores: Path, out: Path) -> d
         "supernode_mib": {h: (sampler.tree_peak[h] + sampler.tree_peak[f"{h}-worker"]) / 2**20 for h in HOSPITALS},
         "process_mib": {k: v / 2**20 for k, v in sampler.kind_peak.items()},
         "clientapp_processes": len(sampler.started["ClientApp"]),
+        "clientapp_lifetimes_s": sorted(round(last - first, 1) for first, last in sampler.seen.values()),
     }
-    return {"wall_s": wall, **read_run(out), "memory": memory}
+    return {"wall_s": wall, **read_run(out), "memory": memory, "worker_message_s": worker_s}
 
 
 def read_run(out: Path) -> dict[str, Any]:
@@ -167,7 +175,13 @@ def report(sim: dict[str, Any], dep: dict[str, Any], args: argparse.Namespace) -
         if kind == "other" or mib == 0:
             continue
         lines.append(f"  one {kind} process{'':<{14 - len(kind)}}{mib:.0f}")
+    lives = mem["clientapp_lifetimes_s"]
     lines.append(f"  ClientApp processes started: {mem['clientapp_processes']}")
+    if lives:
+        lines.append(f"  ClientApp process lifetime (s, to {SAMPLE_S} s): {min(lives):.1f}-{max(lives):.1f}")
+    if answered := dep["worker_message_s"]:
+        span = f"{min(answered):.2f}-{max(answered):.2f}"
+        lines.append(f"  worker, seconds per message: {span} ({len(answered)} messages)")
     return "\n".join(lines)
 
 
