@@ -1,6 +1,7 @@
 """docker-compose.yml really run: the image built, a TLS SuperLink with node authentication, one container per
 hospital, the coordinator's run completed and its results written; while it runs, each hospital's container is
-checked from inside (its own store and key only, the SuperLink reachable, the other hospitals not).
+checked from inside (its own store and key only, the SuperLink reachable, the other hospitals not), and its warm
+worker (its store only, no network), which answers every message.
 
 ``make test-compose`` prepares what this needs (the CPU torch wheel, keys, stores) and runs it. The compose
 command is ``$COMPOSE`` (default ``podman-compose``; here: ``source /tmp/fedctr/env.sh`` after
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE = shlex.split(os.environ.get("COMPOSE", "podman-compose"))
 HOSPITALS = ["hospital_a", "hospital_b", "hospital_c"]
 NODES = [f"supernode-{h}" for h in HOSPITALS]
+WORKERS = [f"worker-{h}" for h in HOSPITALS]
 NODE_PORT = 9094  # a SuperNode's own API (on its loopback only: a refusal still shows the address is reachable)
 
 # Run inside a container: what it sees in /data and /secrets, which names resolve, which nodes it reaches.
@@ -49,7 +51,7 @@ def reach(address, port):
         return False
 print(json.dumps({
     "data": sorted(os.listdir("/data")) if os.path.isdir("/data") else None,
-    "secrets": sorted(os.listdir("/secrets")),
+    "secrets": sorted(os.listdir("/secrets")) if os.path.isdir("/secrets") else None,
     "resolved": {n: resolve(n) for n in names},
     "reached": {a: reach(a, port) for a in addresses},
     "superlink": reach("superlink", 8000),
@@ -101,7 +103,7 @@ def test_the_compose_deployment_completes_a_run_with_each_hospital_isolated(
 ) -> None:
     build = compose("build", env=env, timeout=1800)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    up = compose("up", "-d", "superlink", *NODES, env=env)
+    up = compose("up", "-d", "superlink", *NODES, *WORKERS, env=env)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     try:
         with (tmp_path / "run.log").open("w") as out:  # a file, not a pipe: a full pipe would stall the run
@@ -119,7 +121,11 @@ def test_the_compose_deployment_completes_a_run_with_each_hospital_isolated(
             )
             for h in HOSPITALS
         }
+        seen_by_worker = {
+            h: probe_when_up(f"worker-{h}", [*NODES, "superlink"], list(addresses.values()), env) for h in HOSPITALS
+        }
         coordinator.wait(timeout=1200)
+        logs = {s: compose("logs", s, env=env).stdout for s in [*NODES, *WORKERS]}
     finally:
         if coordinator.poll() is None:
             coordinator.kill()
@@ -134,8 +140,14 @@ def test_the_compose_deployment_completes_a_run_with_each_hospital_isolated(
         others = {n: a for n, a in what["resolved"].items() if n != f"supernode-{hospital}"}
         assert not any(others.values()), what  # no other hospital's or the coordinator's name resolves
         assert not any(what["reached"].values()), what  # nor are the other nodes reachable by address
+    for hospital, what in seen_by_worker.items():  # the worker: its store, no key, no network at all
+        assert what["data"] == [hospital] and what["secrets"] is None
+        assert not any(what["resolved"].values()) and not any(what["reached"].values()) and not what["superlink"]
     log = (tmp_path / "run.log").read_text(errors="replace")
     assert coordinator.returncode == 0, log[-5000:]
+    for hospital in HOSPITALS:  # every message went to the hospital's worker
+        assert logs[f"worker-{hospital}"].count("message replied") == 5, logs[f"worker-{hospital}"][-3000:]
+        assert "did not answer" not in logs[f"supernode-{hospital}"], logs[f"supernode-{hospital}"][-3000:]
     run = REPO / "deploy" / "results" / env["FEDAMI_RUN_NAME"]
     history = json.loads(next(run.rglob("history.json")).read_text())
     assert [h["round"] for h in history][-1] == 2
