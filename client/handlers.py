@@ -17,8 +17,10 @@ from common.config import AppConfig
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
+    MetricValue,
     app_config,
     claimed_hospital,
+    evaluation_metrics,
     hospital_of,
     hospital_spec,
     hospital_split,
@@ -28,7 +30,6 @@ from common.federation.hospital import (
     planned_training,
 )
 
-MetricValue = int | float | list[int] | list[float]
 FAULT_ENV = "FEDAMI_INJECT_FAULT"
 """Fault injection for deployment tests: ``nan-weights`` makes this node's training replies carry NaN weights."""
 
@@ -98,24 +99,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
             n_boot=n_boot,
             boot_seed=H.hospital_seed(cfg.train.seed, hospital.index),
         )
-        metrics: dict[str, MetricValue] = {
-            P.NUM_EXAMPLES: res.num_examples,
-            P.NUM_PATIENTS: res.n_patients,
-            P.SITE_INDEX: hospital.index,
-            P.POS_HIST: res.histogram.pos.tolist(),
-            P.NEG_HIST: res.histogram.neg.tolist(),
-        }
-        if res.counts is not None:
-            metrics.update({P.TP: res.counts.tp, P.FP: res.counts.fp, P.TN: res.counts.tn, P.FN: res.counts.fn})
-        if res.replicates is not None:
-            reps = res.replicates
-            metrics[P.REP_BINS] = reps.bins.tolist()
-            metrics[P.REP_POS] = reps.pos.ravel().tolist()
-            metrics[P.REP_NEG] = reps.neg.ravel().tolist()
-        if res.subgroups is not None:
-            metrics.update(H.subgroup_metrics(res.subgroups))
-        if res.calibration is not None:
-            metrics.update(H.calibration_metrics(res.calibration))
+        metrics = evaluation_metrics(res, hospital.index)
         return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
     return app

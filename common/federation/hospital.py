@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from common.config import AppConfig, CohortConfig, Frozen, TrainConfig
@@ -272,18 +273,58 @@ def local_evaluate(
     model = build_model(cfg)
     model.load_state_dict(state)
     scores = predict(model, data, cfg)
-    counts = H.threshold_counts(data.y, scores, threshold) if threshold is not None else None
-    patients = data.meta["patient_id"].to_numpy()
-    hist, n_patients = H.histogram(data.y, scores), int(data.meta["patient_id"].nunique())
+    return score_summary(data.y, scores, data.meta, threshold, n_boot=n_boot, boot_seed=boot_seed)
+
+
+def score_summary(
+    y: np.ndarray,
+    scores: np.ndarray,
+    meta: pd.DataFrame,
+    threshold: float | None = None,
+    *,
+    n_boot: int | None = None,
+    boot_seed: int = 0,
+) -> LocalEvalResult:
+    """What a hospital may send of its scored split (``meta``: ``patient_id``, and ``age`` and ``sex`` with
+    ``n_boot``): see :func:`local_evaluate`."""
+    counts = H.threshold_counts(y, scores, threshold) if threshold is not None else None
+    patients = meta["patient_id"].to_numpy()
+    hist, n_patients = H.histogram(y, scores), int(meta["patient_id"].nunique())
     if n_boot is None:
-        return LocalEvalResult(len(data), hist, counts, n_patients, None)
-    age, sex = data.meta["age"].to_numpy(), data.meta["sex"].to_numpy()
+        return LocalEvalResult(len(y), hist, counts, n_patients, None)
+    age, sex = meta["age"].to_numpy(), meta["sex"].to_numpy()
     return LocalEvalResult(
-        len(data),
+        len(y),
         hist,
         counts,
         n_patients,
-        H.replicate_histograms(data.y, scores, patients, n_boot, boot_seed),
-        H.subgroup_parts(data.y, scores, age, sex, patients, n_boot, boot_seed),
-        calibration_sums(data.y, scores),
+        H.replicate_histograms(y, scores, patients, n_boot, boot_seed),
+        H.subgroup_parts(y, scores, age, sex, patients, n_boot, boot_seed),
+        calibration_sums(y, scores),
     )
+
+
+MetricValue = int | float | list[int] | list[float]
+
+
+def evaluation_metrics(res: LocalEvalResult, site_index: int) -> dict[str, MetricValue]:
+    """An evaluation reply's metric record (:mod:`common.federation.protocol` keys) from ``res``."""
+    metrics: dict[str, MetricValue] = {
+        P.NUM_EXAMPLES: res.num_examples,
+        P.NUM_PATIENTS: res.n_patients,
+        P.SITE_INDEX: site_index,
+        P.POS_HIST: res.histogram.pos.tolist(),
+        P.NEG_HIST: res.histogram.neg.tolist(),
+    }
+    if res.counts is not None:
+        metrics.update({P.TP: res.counts.tp, P.FP: res.counts.fp, P.TN: res.counts.tn, P.FN: res.counts.fn})
+    if res.replicates is not None:
+        reps = res.replicates
+        metrics[P.REP_BINS] = reps.bins.tolist()
+        metrics[P.REP_POS] = reps.pos.ravel().tolist()
+        metrics[P.REP_NEG] = reps.neg.ravel().tolist()
+    if res.subgroups is not None:
+        metrics.update(H.subgroup_metrics(res.subgroups))
+    if res.calibration is not None:
+        metrics.update(H.calibration_metrics(res.calibration))
+    return metrics
