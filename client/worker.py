@@ -133,6 +133,7 @@ def forward(path: Path, msg: Message, context: Context) -> Message:
     if status == REPLY:
         content = ProtoRecordDict()
         content.ParseFromString(body)
+        # the context's state is not sent back: the handlers keep none across messages
         return Message(recorddict_from_proto(content), reply_to=msg)
     if status == OTHER_CODE:
         raise WorkerUnavailable(body.decode())
