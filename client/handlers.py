@@ -17,7 +17,6 @@ from common.config import AppConfig
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
-    MetricValue,
     app_config,
     claimed_hospital,
     evaluation_metrics,
@@ -56,7 +55,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         res = local_train(
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(), hospital_split(cfg, hospital, "train"), plan
         )
-        metrics: dict[str, MetricValue] = {
+        metrics: dict[str, H.MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,
             P.NUM_POSITIVES: res.num_positives,
             P.TRAIN_LOSS: res.train_loss,

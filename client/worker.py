@@ -29,6 +29,7 @@ import signal
 import socket
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -207,7 +208,11 @@ def serve(path: Path, handle: Handler | None = None, *, max_requests: int | None
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)} if _main_thread() else {}
+    previous = (
+        {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
     log.info("hospital worker on %s (source %s)", path, digest[:12])
     try:
         while max_requests is None or served < max_requests:
@@ -228,9 +233,3 @@ def serve(path: Path, handle: Handler | None = None, *, max_requests: int | None
         for s, h in previous.items():
             signal.signal(s, h)
     return served
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

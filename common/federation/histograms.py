@@ -36,6 +36,10 @@ ABOVE: Final[float] = float(np.nextafter(1.0, 2.0))
 """A threshold above every probability: ``score >= ABOVE`` calls nothing positive."""
 
 
+MetricValue = int | float | list[int] | list[float]
+"""A value of a reply's metric record."""
+
+
 @dataclass(frozen=True)
 class ScoreHistogram:
     """Counts of positive and negative ECGs per score bin (aggregate information only)."""
@@ -261,9 +265,9 @@ def subgroup_parts(
     return tuple(parts)
 
 
-def subgroup_metrics(parts: tuple[SubgroupPart, ...]) -> dict[str, int | float | list[int] | list[float]]:
+def subgroup_metrics(parts: tuple[SubgroupPart, ...]) -> dict[str, MetricValue]:
     """A test reply's subgroup entries (:mod:`common.federation.protocol`'s ``sub-*`` keys)."""
-    out: dict[str, int | float | list[int] | list[float]] = {}
+    out: dict[str, MetricValue] = {}
     for i, part in enumerate(parts):
         out[P.subgroup_key(P.SUB_PATIENTS, i)] = part.n_patients
         if part.n_patients == 0:

@@ -304,12 +304,9 @@ def score_summary(
     )
 
 
-MetricValue = int | float | list[int] | list[float]
-
-
-def evaluation_metrics(res: LocalEvalResult, site_index: int) -> dict[str, MetricValue]:
+def evaluation_metrics(res: LocalEvalResult, site_index: int) -> dict[str, H.MetricValue]:
     """An evaluation reply's metric record (:mod:`common.federation.protocol` keys) from ``res``."""
-    metrics: dict[str, MetricValue] = {
+    metrics: dict[str, H.MetricValue] = {
         P.NUM_EXAMPLES: res.num_examples,
         P.NUM_PATIENTS: res.n_patients,
         P.SITE_INDEX: site_index,
