@@ -4,6 +4,7 @@
     fedami study    the pooled model study (sim/study.py)
     fedami ingest   prepare a data source's stores (sim/ingest.py)
     fedami predict  score new ECGs with a trained checkpoint (sim/predict.py)
+    fedami explain  relevance maps of a run's test cases, drawn as 12-lead ECGs and checked (sim/explain.py)
     fedami deploy   keys, registrations and launches of a per-hospital deployment (sim/deploy.py)
     fedami config   every setting with its default, or the Flower run config as TOML
 
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("sim.study", "every model of the zoo trained pooled and evaluated as the clinical study"),
     "ingest": ("sim.ingest", "prepare a data source's hospital stores (nodes only read prepared data)"),
     "predict": ("sim.predict", "score new ECGs with a trained checkpoint, prepared as its model card says"),
+    "explain": ("sim.explain", "Score-CAM, attention and gradient maps of a run's test cases, drawn and checked"),
     "deploy": ("sim.deploy", "a real deployment: keys, connection, registrations, and a run launched and followed"),
     "config": ("sim.cli", "every setting and its default; the Flower run config as TOML"),
 }

@@ -30,15 +30,21 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if __package__ in (None, ""):  # `python sim/predict.py` from a checkout puts sim/ first on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import ChallengeData, EvaluationConfig, InferenceConfig, ManifestData
+from common.config import ChallengeData, EvaluationConfig, ExplainConfig, InferenceConfig, ManifestData
 from common.data.readers.base import Source
 from sim.cli import check_writable
+from sim.explain import add_explain_options, explain_config
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from common.inference.predict import Predictions
+    from common.models.card import ModelCard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("onnx", "torch"), default=engine.default, help=engine.description)
     p.add_argument("--threads", type=int, default=threads.default, help=threads.description)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f = ExplainConfig.model_fields
+    p.add_argument(
+        "--explain", action="store_true", help="also draw the relevance maps of the scored records (<out>/explanations)"
+    )
+    p.add_argument("--explain-max", type=int, default=f["predict_max"].default, help=f["predict_max"].description)
+    add_explain_options(p)
     return p
 
 
@@ -125,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     from common.models.card import CardError, load_model
 
     out = args.out.expanduser().resolve() if args.out else default_out_dir("predict")
+    kept: dict[int, np.ndarray] = {}
     try:
+        explain = explain_config(args, predict_max=args.explain_max) if args.explain else None
         if args.split is not None and args.store is None:
             raise SettingsError("--split applies to --store only")
         if args.boot < 10:
@@ -133,19 +147,29 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(out)
         inference = InferenceConfig(engine=args.engine, threads=args.threads)
         model, card = load_model(args.model.expanduser())
+        torch_model = model
         spec = card.input
         print(f"model {card.model} ({card.arm}, {card.kept}); input {spec.model_fs} Hz, {spec.n_samples} samples")
         model, engine = _engine(model, spec.n_samples, inference)
         print(f"scoring with {engine}")
         if args.store is not None:
+            if explain is not None:
+                raise SettingsError("--explain draws raw records as they are prepared; score the records, not a store")
             pred = predict_store(model, card, SiteStore.open(args.store.expanduser()), args.split)
         else:
+
+            def keep(rows: list[int], inputs: np.ndarray) -> None:
+                for r, x in zip(rows, inputs, strict=True):
+                    if explain is not None and len(kept) < explain.predict_max:
+                        kept[r] = x
+
             pred = predict_source(
                 model,
                 card,
                 _source(args),
                 stats_site=args.stats_site,
                 progress=not args.no_progress,
+                on_scored=keep if explain is not None else None,
             )
     except (SettingsError, CardError, StoreError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -155,7 +179,32 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary_lines(summary):
         print(line)
     print(f"predictions: {out / 'predictions.csv'}")
+    if explain is not None and kept:
+        _explain(torch_model, card, pred, kept, explain, out / "explanations")
     return 0 if summary["scored"] else 1
+
+
+def _explain(model: nn.Module, card: ModelCard, pred: Predictions, kept: dict[int, np.ndarray], cfg: ExplainConfig,
+             out: Path) -> None:  # fmt: skip
+    """Figures of the first scored records (at most ``cfg.predict_max``), said when more were scored."""
+    from common.data.arrays import EcgArrays
+    from common.data.preprocess import demographics
+    from common.explain.report import available_methods, draw_records
+
+    rows = sorted(kept)
+    meta = pred.rows.iloc[rows].reset_index(drop=True)
+    data = EcgArrays(np.stack([kept[r] for r in rows]), demographics(meta), np.zeros(len(rows), np.float32), meta)
+    methods, notes = available_methods(model, cfg.methods)
+    for note in notes:
+        print(f"note: {note}")
+    names = [f"{i + 1:04d}" for i in range(len(rows))]
+    scores = meta["score"].to_numpy(np.float64)
+    figures = draw_records(
+        model, data, scores, card.threshold, card.train, card.input.model_fs, cfg, methods, out, names
+    )
+    more = len(pred.scored) - len(rows)
+    note = f"; {more} more scored records not drawn (--explain-max {cfg.predict_max})" if more > 0 else ""
+    print(f"explanations: {len(figures)} figures of {len(rows)} records in {out}{note}")
 
 
 if __name__ == "__main__":

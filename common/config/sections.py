@@ -450,6 +450,24 @@ class InferenceConfig(Frozen):
     threads: int | None = Field(None, ge=1, description="CPU threads for scoring (None: torch's default)")
 
 
+class ExplainConfig(Frozen):
+    """What ``fedami explain`` (and ``fedami predict --explain``) draws and checks (``common.explain``)."""
+
+    methods: tuple[Literal["scorecam", "attention", "integrated_gradients"], ...] = Field(
+        ("scorecam", "attention", "integrated_gradients"),
+        min_length=1,
+        description="relevance maps to compute (attention only for models with attention pooling)",
+    )
+    layer: str | None = Field(None, description="Score-CAM's layer by module name (None: the model's cam_layer)")
+    top_k: int = Field(3, ge=1, description="figures of the top-k true positives, false positives, false negatives")
+    check_records: int = Field(
+        100, ge=5, description="true positives and true negatives (each, at most) whose maps the checks measure"
+    )
+    predict_max: int = Field(50, ge=1, description="fedami predict --explain: figures of at most this many records")
+    dpi: int = Field(100, ge=50, le=600, description="figure resolution (PNG; the PDF is vector)")
+    batch_size: int = Field(512, ge=1, description="masked or interpolated inputs scored together")
+
+
 class AppConfig(Frozen):
     """The Flower ServerApp's and ClientApps' settings: ``[tool.flwr.app.config]`` as typed sections.
 

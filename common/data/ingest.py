@@ -40,7 +40,7 @@ REPORT_TABLE: Final[str] = "qc_report.csv"
 RECORDS_TABLE: Final[str] = "qc_records.csv"
 SETTINGS_FILE: Final[str] = "ingest.json"
 _BATCH: Final[int] = 64
-INGEST_VERSION: Final[int] = 3
+INGEST_VERSION: Final[int] = 4
 """Bumped whenever ingest output changes for the same inputs, so old caches are not reused."""
 
 

@@ -15,3 +15,10 @@ LEADS: Final[tuple[str, ...]] = (
 N_LEADS: Final[int] = len(LEADS)
 UNITS: Final[str] = "mV"
 LEAD_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(LEADS)}
+TERRITORY_LEADS: Final[dict[str, tuple[str, ...]]] = {
+    "anterior": ("V1", "V2", "V3", "V4"),
+    "inferior": ("II", "III", "aVF"),
+    "lateral": ("I", "aVL", "V5", "V6"),
+}
+"""The leads facing each coronary territory, where its infarct's ST-T changes show. A record's ``territory``
+metadata is one of these names or several joined by ``+`` (``inferior+lateral``), empty when unknown or none."""

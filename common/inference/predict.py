@@ -9,7 +9,7 @@ control is listed with its reason and never stops the batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -95,8 +95,13 @@ def predict_source(
     qc: QCConfig | None = None,
     stats_site: str | None = None,
     progress: bool = True,
+    on_scored: Callable[[list[int], np.ndarray], None] | None = None,
 ) -> Predictions:
-    """Score every record of ``source``; each unusable one is a row with its reason instead of a score."""
+    """Score every record of ``source``; each unusable one is a row with its reason instead of a score.
+
+    ``on_scored(rows, inputs)`` receives each batch's scored row numbers and their model inputs (the
+    explanations draw what was scored, never a second preparation of it).
+    """
     qc = qc or QCConfig(require_label=False)
     stats = _stats(card.input, stats_site)
     index = source.index().reset_index(drop=True)
@@ -128,7 +133,10 @@ def predict_source(
             except Exception as err:  # a reader failing in an unforeseen way is still one listed record
                 status[i], detail[i] = QCReason.UNREADABLE.value, f"{type(err).__name__}: {err}"
         if good:
-            scores[good] = _score(model, card, np.stack(signals), index.iloc[good].reset_index(drop=True))
+            batch = np.stack(signals)
+            scores[good] = _score(model, card, batch, index.iloc[good].reset_index(drop=True))
+            if on_scored is not None:
+                on_scored(good, batch)
         bar.update(len(chunk))
     bar.close()
     rows = index.reindex(columns=["record_id", "patient_id", "site", "age", "sex", "label"]).copy()

@@ -20,6 +20,8 @@ class BiLSTM(EcgClassifier):
     a CPU and its gradients span the whole 10 s; all temporal modelling is recurrent.
     """
 
+    cam_layer = "proj"
+
     def __init__(
         self,
         use_demographics: bool = True,

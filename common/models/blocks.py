@@ -7,7 +7,7 @@ the demographic vector of :data:`common.data.preprocess.DEMOGRAPHIC_FEATURES`.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import ClassVar, Final
 
 import torch
 from torch import nn
@@ -72,6 +72,9 @@ class EcgClassifier(nn.Module):
     """
 
     head: FusionHead
+    cam_layer: ClassVar[str | None] = None
+    """The module whose output maps Score-CAM upsamples by default: the last convolutional stage before the
+    sequence model or the pooling (``common.explain.maps``); None where the network has none."""
 
     @property
     def use_demographics(self) -> bool:

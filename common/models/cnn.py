@@ -13,6 +13,8 @@ from common.models.registry import register_model
 class CNN1d(EcgClassifier):
     """Plain 1-D CNN: four strided conv blocks, average+max pooling, late demographic fusion."""
 
+    cam_layer = "features"
+
     def __init__(self, width: int = 32, use_demographics: bool = True, dropout: float = 0.2) -> None:
         super().__init__()
         self.features = nn.Sequential(

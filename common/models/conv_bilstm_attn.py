@@ -52,6 +52,8 @@ class ConvBiLSTMAttn(EcgClassifier):
     ``forward(x, demo, return_attention=True)`` also returns the attention weights (B, L), L = ceil(T / 16).
     """
 
+    cam_layer = "frontend"
+
     def __init__(
         self,
         use_demographics: bool = True,

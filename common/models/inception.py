@@ -41,6 +41,8 @@ class Inception1d(EcgClassifier):
     largest of the zoo.
     """
 
+    cam_layer = "features"
+
     def __init__(
         self,
         use_demographics: bool = True,

@@ -21,6 +21,8 @@ class ResNet1d(EcgClassifier):
     otherwise (Wang's code puts a BN there too; it only rescales).
     """
 
+    cam_layer = "features"
+
     def __init__(self, use_demographics: bool = True, widths: Sequence[int] = (64, 128, 128), dropout: float = 0.2):
         super().__init__()
         blocks: list[nn.Module] = []
@@ -57,6 +59,7 @@ class XResNet1d(EcgClassifier):
     """
 
     expansion: Final[int] = 4
+    cam_layer = "features"
 
     def __init__(
         self,

@@ -248,21 +248,29 @@ def train_epochs(
     return losses
 
 
-@torch.no_grad()
+def score_records(
+    model: nn.Module, x: torch.Tensor, demo: torch.Tensor, cfg: TrainConfig | None = None
+) -> torch.Tensor:
+    """AMI probabilities (B,) of whole records ``x`` (B, 12, T): the mean or max over half-overlapping
+    windows when ``cfg.crop_s`` is set, unless scored ``whole``. The one scoring rule of evaluation,
+    prediction and the explanations (which differentiate through it)."""
+    crop = _crop_len(cfg, x.shape[-1]) if cfg is not None and cfg.window_aggregate != "whole" else None
+    if crop is None:
+        return torch.sigmoid(model(x, demo))
+    probs = torch.stack([torch.sigmoid(model(x[..., s : s + crop], demo)) for s in window_starts(x.shape[-1], crop)])
+    return probs.mean(0) if cfg is None or cfg.window_aggregate == "mean" else probs.amax(0)
+
+
 def predict(model: nn.Module, data: EcgArrays, cfg: TrainConfig | None = None, batch_size: int = 256) -> np.ndarray:
-    """AMI probabilities for every record: window-aggregated when ``cfg.crop_s`` is set, unless scored ``whole``."""
+    """AMI probabilities for every record (:func:`score_records`), in batches, without gradients."""
     model.eval()
     if len(data) == 0:
         return np.zeros(0)
-    crop = _crop_len(cfg, data.x.shape[-1]) if cfg is not None and cfg.window_aggregate != "whole" else None
-    starts = [0] if crop is None else window_starts(data.x.shape[-1], crop)
-    length = data.x.shape[-1] if crop is None else crop
     out = []
-    for i in range(0, len(data), batch_size):
-        xb, db = torch.from_numpy(data.x[i : i + batch_size]), torch.from_numpy(data.demo[i : i + batch_size])
-        probs = torch.stack([torch.sigmoid(model(xb[..., s : s + length], db)) for s in starts])
-        agg = "mean" if cfg is None else cfg.window_aggregate
-        out.append(probs.mean(0) if agg == "mean" else probs.amax(0))
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            xb, db = torch.from_numpy(data.x[i : i + batch_size]), torch.from_numpy(data.demo[i : i + batch_size])
+            out.append(score_records(model, xb, db, cfg))
     return torch.cat(out).numpy().astype(np.float64)
 
 

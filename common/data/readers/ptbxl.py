@@ -64,6 +64,27 @@ def _labels(db: pd.DataFrame, statements: pd.DataFrame, label: Label, likelihood
     return out.to_numpy(dtype=np.float64)
 
 
+_TERRITORY_CODES: Final[dict[str, tuple[str, ...]]] = {
+    "AMI": ("anterior",), "ASMI": ("anterior",), "ALMI": ("anterior", "lateral"), "LMI": ("lateral",),
+    "IMI": ("inferior",), "ILMI": ("inferior", "lateral"), "IPMI": ("inferior",), "IPLMI": ("inferior", "lateral"),
+    "INJAS": ("anterior",), "INJAL": ("anterior", "lateral"), "INJIN": ("inferior",), "INJLA": ("lateral",),
+    "INJIL": ("inferior", "lateral"),
+}  # fmt: skip
+"""Infarct and injury statements -> territories (:data:`common.data.leads.TERRITORY_LEADS`); posterior MI (PMI)
+has no facing lead of the 12 and is left out."""
+
+
+def _territories(db: pd.DataFrame, likelihood: float) -> np.ndarray:
+    """``territory``: the territories of a record's infarct or injury statements at ``likelihood`` or more."""
+
+    def one(text: object) -> str:
+        codes = {k for k, v in ast.literal_eval(str(text)).items() if float(v) >= likelihood}
+        found = {t for c in codes for t in _TERRITORY_CODES.get(c, ())}
+        return "+".join(sorted(found))
+
+    return db["scp_codes"].map(one).to_numpy(dtype=object)
+
+
 def _superclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.ndarray]:
     """``superclass_<name>``: 1 where any of the record's SCP statements belongs to the class, at any likelihood.
 
@@ -102,6 +123,7 @@ def ptbxl_table(
             "sex": demo["sex"],
             "label": _labels(db, statements, label, likelihood),
             **_superclasses(db, statements),
+            "territory": _territories(db, likelihood),
             "age_unreadable": demo["age_unreadable"],
             "sex_unreadable": demo["sex_unreadable"],
             "ecg_id": db["ecg_id"].astype(int),

@@ -1,0 +1,256 @@
+"""Do the relevance maps point where they should? Mass in beat windows, on the injured territory, and deletion.
+
+For each record and method (:mod:`common.explain.maps`), with the record's own beat windows
+(:func:`common.explain.beats.detect_beats`: P, QRS, ST-T from the J point to the T end):
+
+* **window shares**: the share of the relevance mass that falls in each window, over all leads and per
+  lead, beside the share of time the window takes (what a map spread evenly would get: chance);
+* **territory**: for a positive with a known injured territory (``territory`` metadata; the leads of
+  :data:`common.data.leads.TERRITORY_LEADS`), the share of the mass on the ST-T windows of the territory's
+  leads against chance (their share of leads x time) and against the same leads' QRS windows, both as
+  enrichment (share / chance, so windows of unequal length compare fairly), and the share on the
+  territory's leads at all against the others;
+* **deletion**: the record's (lead, segment) cells are zeroed (the isoelectric line of a filtered record)
+  in order of relevance, or in a random order, 0-50 % of the cells; the score must fall faster for the
+  relevance order (a smaller area under the deletion curve).
+
+:func:`summarise_checks` turns the per-record table into the figures with one-sided tests: Wilcoxon
+signed-rank for paired comparisons within records, Mann-Whitney U for true positives against true
+negatives.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from torch import nn
+
+from common.config import TrainConfig
+from common.data.leads import LEAD_INDEX, LEADS, N_LEADS, TERRITORY_LEADS
+from common.explain.beats import WINDOWS, BeatError, detect_beats
+from common.training.engine import score_records
+
+STT: Final[str] = "ST-T"
+QRS: Final[str] = "QRS"
+DELETION_FRACTIONS: Final[tuple[float, ...]] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+SEGMENT_S: Final[float] = 0.1
+"""The deletion test's cell: one lead over 100 ms (a QRS is about one cell, an ST-T segment three)."""
+
+
+def territory_leads(territory: object) -> np.ndarray | None:
+    """The (12,) mask of the leads facing ``territory`` (names joined by ``+``); None when unknown or none."""
+    if not isinstance(territory, str) or not territory.strip():
+        return None
+    mask = np.zeros(N_LEADS, bool)
+    for name in territory.split("+"):
+        if name not in TERRITORY_LEADS:
+            raise ValueError(f"unknown territory {name!r}; known: {', '.join(TERRITORY_LEADS)}")
+        mask[[LEAD_INDEX[lead] for lead in TERRITORY_LEADS[name]]] = True
+    return mask
+
+
+def record_masses(rel: np.ndarray, windows: dict[str, np.ndarray], territory: np.ndarray | None) -> dict[str, float]:
+    """One record's window shares (all leads, per lead) and territory figures (module docstring)."""
+    rel = np.asarray(rel, np.float64)
+    total = rel.sum()
+    lead_total = rel.sum(1)
+    out: dict[str, float] = {"mass": float(total)}
+    for w in WINDOWS:
+        m = windows[w]
+        share = rel[:, m].sum() / total if total > 0 else math.nan
+        out[f"{w}_share"], out[f"{w}_time"] = float(share), float(m.mean())
+        per_lead = np.divide(rel[:, m].sum(1), lead_total, out=np.full(N_LEADS, np.nan), where=lead_total > 0)
+        for lead, v in zip(LEADS, per_lead, strict=True):
+            out[f"{w}_share_{lead}"] = float(v)
+    if territory is not None and total > 0:
+        k = territory.mean()
+        out["territory_share"], out["territory_chance"] = float(rel[territory].sum() / total), float(k)
+        for w in (STT, QRS):
+            m = windows[w]
+            share, chance = rel[np.ix_(territory, m)].sum() / total, k * m.mean()
+            out[f"territory_{w}_share"], out[f"territory_{w}_chance"] = float(share), float(chance)
+            out[f"territory_{w}_enrichment"] = float(share / chance) if chance > 0 else math.nan
+    return out
+
+
+def _cells(rel: np.ndarray, seg: int) -> np.ndarray:
+    """(N, 12, T) -> (N, 12 * n_cells) relevance per (lead, segment) cell; a short last segment counts too."""
+    n, n_leads, n_t = rel.shape
+    n_cells = -(-n_t // seg)
+    padded = np.zeros((n, n_leads, n_cells * seg), np.float64)
+    padded[..., :n_t] = rel
+    return padded.reshape(n, n_leads, n_cells, seg).sum(-1).reshape(n, n_leads * n_cells)
+
+
+def deletion_curves(
+    model: nn.Module,
+    x: np.ndarray,
+    demo: np.ndarray,
+    rel: np.ndarray,
+    cfg: TrainConfig | None,
+    fs: float,
+    *,
+    seed: int,
+    fractions: Sequence[float] = DELETION_FRACTIONS,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N, F) after zeroing the top-relevance cells first, and after zeroing random cells.
+
+    The random order of record ``i`` is seeded from ``(seed, i)``, so it does not depend on the batch.
+    """
+    n, n_leads, n_t = x.shape
+    seg = max(1, round(SEGMENT_S * fs))
+    cells = _cells(rel, seg)
+    n_cells = cells.shape[1]
+    by_rel = np.argsort(-cells, axis=1, kind="stable")
+    by_rand = np.stack([np.random.default_rng([seed, i]).permutation(n_cells) for i in range(n)])
+    cell_of_sample = np.minimum(np.arange(n_t) // seg, n_cells // n_leads - 1)
+    out = []
+    for order in (by_rel, by_rand):
+        scores = np.empty((n, len(fractions)))
+        for j, f in enumerate(fractions):
+            k = round(f * n_cells)
+            keep = np.ones((n, n_cells), bool)
+            np.put_along_axis(keep, order[:, :k], False, axis=1)
+            lead_cell = keep.reshape(n, n_leads, n_cells // n_leads)[:, :, cell_of_sample]  # (N, 12, T)
+            masked = np.where(lead_cell, x, 0.0).astype(np.float32)
+            with torch.no_grad():
+                for i in range(0, n, batch_size):
+                    xb, db = torch.from_numpy(masked[i : i + batch_size]), torch.from_numpy(demo[i : i + batch_size])
+                    scores[i : i + batch_size, j] = score_records(model, xb, db, cfg).numpy()
+        out.append(scores)
+    return out[0], out[1]
+
+
+def curve_area(scores: np.ndarray, fractions: Sequence[float] = DELETION_FRACTIONS) -> np.ndarray:
+    """Area under each deletion curve, divided by the deleted range: the mean score while deleting."""
+    f = np.asarray(fractions, np.float64)
+    return np.trapezoid(scores, f, axis=1) / (f[-1] - f[0])
+
+
+@dataclass(frozen=True)
+class CheckRows:
+    """One row per (method, record) with the record's masses and deletion areas; the records skipped and why."""
+
+    rows: pd.DataFrame
+    """Also the deletion curves: ``deletion_<j>`` and ``random_deletion_<j>``, the score at
+    :data:`DELETION_FRACTIONS` ``[j]``."""
+    skipped: pd.DataFrame
+
+
+def check_records(
+    model: nn.Module,
+    x: np.ndarray,
+    demo: np.ndarray,
+    meta: pd.DataFrame,
+    scores: np.ndarray,
+    threshold: float,
+    maps: dict[str, np.ndarray],
+    cfg: TrainConfig | None,
+    fs: float,
+    *,
+    seed: int = 0,
+) -> CheckRows:
+    """The per-record checks of every method's maps (``maps[method]``: (N, 12, T)) on the records ``x``.
+
+    A record whose beats cannot be delineated is skipped and listed with the reason.
+    """
+    labels = meta["label"].to_numpy()
+    groups = np.where(scores >= threshold, np.where(labels == 1, "TP", "FP"), np.where(labels == 1, "FN", "TN"))
+    windows: list[dict[str, np.ndarray] | None] = []
+    skipped = []
+    for i in range(len(x)):
+        try:
+            windows.append(detect_beats(x[i], fs).windows())
+        except BeatError as err:
+            windows.append(None)
+            skipped.append({"record_id": meta["record_id"].iloc[i], "reason": str(err)})
+    territory = meta["territory"] if "territory" in meta else pd.Series("", index=meta.index)
+    rows: list[dict[str, Any]] = []
+    ok = np.array([w is not None for w in windows])
+    for method, rel in maps.items():
+        by_rel, by_rand = deletion_curves(model, x[ok], demo[ok], rel[ok], cfg, fs, seed=seed)
+        area_rel, area_rand = curve_area(by_rel), curve_area(by_rand)
+        for j, i in enumerate(np.flatnonzero(ok).tolist()):
+            w = windows[i]
+            assert w is not None
+            terr = territory_leads(territory.iloc[i]) if labels[i] == 1 else None
+            rows.append(
+                {
+                    "method": method, "record_id": meta["record_id"].iloc[i], "group": groups[i],
+                    "score": float(scores[i]), "territory": territory.iloc[i] if terr is not None else "",
+                    **record_masses(rel[i], w, terr),
+                    "deletion_area": float(area_rel[j]), "random_deletion_area": float(area_rand[j]),
+                    **{f"deletion_{k}": float(v) for k, v in enumerate(by_rel[j])},
+                    **{f"random_deletion_{k}": float(v) for k, v in enumerate(by_rand[j])},
+                }
+            )  # fmt: skip
+    return CheckRows(pd.DataFrame(rows), pd.DataFrame(skipped, columns=["record_id", "reason"]))
+
+
+def _one_sided_wilcoxon(d: np.ndarray) -> float | None:
+    d = d[np.isfinite(d)]
+    if len(d) < 5 or np.all(d == 0):
+        return None
+    return float(stats.wilcoxon(d, alternative="greater").pvalue)
+
+
+def _median(v: pd.Series) -> float | None:
+    v = v.dropna()
+    return float(v.median()) if len(v) else None
+
+
+def summarise_checks(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per method: ST-T share of true positives vs true negatives, the territory figures and the deletion test."""
+    out: dict[str, dict[str, Any]] = {}
+    for method, r in rows.groupby("method", sort=False):
+        tp, tn = r[r["group"] == "TP"], r[r["group"] == "TN"]
+        s: dict[str, Any] = {"n": {g: int((r["group"] == g).sum()) for g in ("TP", "FP", "FN", "TN")}}
+        for w in WINDOWS:
+            s[f"{w}_share"] = {"TP": _median(tp[f"{w}_share"]), "TN": _median(tn[f"{w}_share"])}
+            s[f"{w}_time"] = _median(r[f"{w}_time"])
+        s["STT_share_per_lead"] = {
+            g: {lead: _median(part[f"{STT}_share_{lead}"]) for lead in LEADS} for g, part in (("TP", tp), ("TN", tn))
+        }
+        a, b = tp[f"{STT}_share"].dropna(), tn[f"{STT}_share"].dropna()
+        s["STT_share_TP_vs_TN_p"] = (
+            float(stats.mannwhitneyu(a, b, alternative="greater").pvalue) if len(a) >= 5 and len(b) >= 5 else None
+        )
+        terr = r[(r["group"] == "TP") & r["territory"].astype(bool)] if "territory_share" in r else r.iloc[:0]
+        if len(terr):
+            stt_e, qrs_e = terr[f"territory_{STT}_enrichment"], terr[f"territory_{QRS}_enrichment"]
+            s["territory"] = {
+                "n": len(terr),
+                "STT_share": _median(terr[f"territory_{STT}_share"]),
+                "STT_chance": _median(terr[f"territory_{STT}_chance"]),
+                "STT_enrichment": _median(stt_e),
+                "QRS_enrichment": _median(qrs_e),
+                "leads_share": _median(terr["territory_share"]),
+                "leads_chance": _median(terr["territory_chance"]),
+                "p_STT_vs_chance": _one_sided_wilcoxon((stt_e - 1).to_numpy(np.float64)),
+                "p_STT_vs_QRS": _one_sided_wilcoxon((stt_e - qrs_e).to_numpy(np.float64)),
+                "p_leads_vs_chance": _one_sided_wilcoxon(
+                    (terr["territory_share"] - terr["territory_chance"]).to_numpy(np.float64)
+                ),
+            }
+        pos = r[r["group"] == "TP"]
+        s["deletion"] = {
+            "n": len(pos),
+            "fractions": list(DELETION_FRACTIONS),
+            "curve_relevance": [float(pos[f"deletion_{k}"].mean()) for k in range(len(DELETION_FRACTIONS))],
+            "curve_random": [float(pos[f"random_deletion_{k}"].mean()) for k in range(len(DELETION_FRACTIONS))],
+            "area_relevance": _median(pos["deletion_area"]),
+            "area_random": _median(pos["random_deletion_area"]),
+            "p_faster_than_random": _one_sided_wilcoxon(
+                (pos["random_deletion_area"] - pos["deletion_area"]).to_numpy(np.float64)
+            ),
+        }
+        out[str(method)] = s
+    return out
