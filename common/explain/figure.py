@@ -82,14 +82,6 @@ LABEL_FONT_PT: Final[float] = 7.0
 TITLE_FONT_PT: Final[float] = 9.0
 FOOTER_FONT_PT: Final[float] = 6.5
 
-METHOD_NAMES: Final[dict[str, str]] = {
-    "scorecam": "Score-CAM",
-    "gradcam": "Grad-CAM",
-    "gradient": "gradient",
-    "saliency": "saliency",
-    "integrated_gradients": "integrated gradients",
-    "attention": "attention",
-}
 """How a relevance method is named on the figure; an unknown name is written as given."""
 
 
@@ -112,7 +104,7 @@ class FigureInfo:
     label
         1 AMI, 0 not AMI, None unknown.
     method
-        Name of the relevance map shown (a key of :data:`METHOD_NAMES` or any other name).
+        The relevance map shown, as its title reads (``common.explain.maps.METHOD_TITLES``).
     """
 
     record_id: str
@@ -121,7 +113,7 @@ class FigureInfo:
     score: float | None
     threshold: float | None
     label: int | None
-    method: str = "scorecam"
+    method: str = "Score-CAM"
 
 
 @dataclass(frozen=True)
@@ -262,7 +254,7 @@ def format_title(info: FigureInfo, *, with_method: bool = True) -> str:
     )
     parts = [info.record_id, age, sex, score, label]
     if with_method:
-        parts.append(METHOD_NAMES.get(info.method, info.method))
+        parts.append(info.method)
     return " · ".join(parts)
 
 
@@ -477,7 +469,7 @@ def _draw_colour_bar(
     fig.text(
         (x0 - 2.0) / width_mm,
         (y0 + bar_h / 2) / height_mm,
-        f"relevance ({METHOD_NAMES.get(method, method)}), normalised to the record's maximum",
+        f"relevance ({method}), normalised to the record's maximum",
         ha="right",
         va="center",
         fontsize=FOOTER_FONT_PT,

@@ -216,6 +216,4 @@ def relevance(
     fn = explainer(method)
     if x.ndim != 3 or x.shape[1] != N_LEADS or len(x) != len(demo):
         raise ExplainError(f"records must be (batch, {N_LEADS}, samples) with one demographic row each; got {x.shape}")
-    if method == "scorecam":
-        return score_cam(model, x, demo, cfg, layer=layer, batch_size=batch_size)
-    return fn(model, x, demo, cfg, batch_size=batch_size)
+    return fn(model, x, demo, cfg, layer=layer, batch_size=batch_size)

@@ -149,11 +149,10 @@ def explain_scores(
     figures: list[dict[str, Any]] = []
     for case, idx in cases.items():
         names = [f"{case}-{r + 1}" for r in range(len(idx))]
-        figures += draw_records(
+        drawn = draw_records(
             model, _subset(data, idx), scores[idx], threshold, train, fs, cfg, methods, out / "figures", names
         )
-    for e in figures:
-        e["case"] = e["name"].split("-")[0]
+        figures += [{**e, "case": case} for e in drawn]
     summary: dict[str, Any] = {
         **dict(header or {}),
         "settings": cfg.model_dump(mode="json"),
