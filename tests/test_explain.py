@@ -12,7 +12,15 @@ import torch
 from torch import nn
 
 from common.data.leads import LEAD_INDEX, N_LEADS
-from common.explain.checks import curve_area, deletion_curves, record_masses, territory_leads
+from common.explain.beats import Beats
+from common.explain.checks import (
+    curve_area,
+    deletion_curves,
+    j_profile,
+    profile_offsets,
+    record_masses,
+    territory_leads,
+)
 from common.explain.maps import ExplainError, relevance, score_cam, target_layer
 from common.explain.report import select_cases
 from common.models.blocks import N_DEMO
@@ -140,6 +148,29 @@ def test_record_masses_on_a_hand_built_map() -> None:
     assert out["territory_QRS_enrichment"] == 0.0
 
 
+def test_j_profile_peaks_where_the_map_does_and_skips_beats_at_the_edges() -> None:
+    # Prepare: 100 Hz, 10 s, J points at 1.5, 4.5, 7.5 and 9.9 s (the last too close to the end); relevance 1
+    # everywhere, 4 on the inferior leads 50 ms after each J point
+    fs, n = 100.0, 1000
+    j = np.array([150, 450, 750, 990])
+    beats = Beats(fs, n, r=j - 5, qrs_on=j - 10, j=j, t_end=j + 30, p_on=j - 30)
+    rel = np.ones((N_LEADS, n))
+    inferior = territory_leads("inferior")
+    assert inferior is not None
+    rel[np.ix_(inferior, j[:3] + 5)] = 4.0
+    # Execute
+    prof = j_profile(rel, beats, inferior)
+    alone = j_profile(rel, beats, None)
+    # Assert
+    offsets = profile_offsets(fs)
+    assert len(offsets) == 60 and offsets[0] == -200.0 and offsets[-1] == 390.0
+    mean = rel.mean()
+    assert offsets[np.argmax(prof["territory"])] == 50.0
+    assert prof["territory"].max() == pytest.approx(4.0 / mean) and prof["other"] == pytest.approx(1.0 / mean)
+    assert alone["all"].max() == pytest.approx((3 * 4.0 + 9 * 1.0) / 12 / mean)
+    assert j_profile(np.zeros((N_LEADS, n)), beats, None) == {}
+
+
 def test_territory_leads() -> None:
     both = territory_leads("inferior+lateral")
     assert both is not None and both.sum() == 7
@@ -186,6 +217,15 @@ def test_fedami_explain_writes_figures_checks_and_links_them(
     rows = pd.read_csv(out / "checks.csv")
     assert set(rows["group"]) <= {"TP", "TN"} and len(rows) + len(summary["checks_skipped"]) > 0
     assert "scorecam" in summary["checks"]
+    profiles = pd.read_csv(out / "j_profile.csv")
+    assert set(profiles["record_id"]) <= set(rows["record_id"]) and set(profiles["leads"]) <= {
+        "territory",
+        "other",
+        "all",
+    }
+    if len(profiles):
+        assert (out / "j_profile.png").stat().st_size > 5_000
+        assert "Where in the beat" in (out / "explain.md").read_text()
     assert "explanations/gah-pooled/explain.md" in (small_run / "results.md").read_text()
 
 

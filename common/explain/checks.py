@@ -10,6 +10,9 @@ For each record and method (:mod:`common.explain.maps`), with the record's own b
   leads against chance (their share of leads x time) and against the same leads' QRS windows, both as
   enrichment (share / chance, so windows of unequal length compare fairly), and the share on the
   territory's leads at all against the others;
+* **profile around the J point**: the relevance of each beat from 200 ms before to 400 ms after its J point,
+  relative to the record's mean (1 = chance), averaged over beats, on the territory's leads and on the others
+  (all leads for a record without a territory): where in the beat a method looks, whatever the windows;
 * **deletion**: the record's (lead, segment) cells are zeroed (the isoelectric line of a filtered record)
   in order of relevance, or in a random order, 0-50 % of the cells; the score must fall faster for the
   relevance order (a smaller area under the deletion curve).
@@ -34,12 +37,14 @@ from torch import nn
 
 from common.config import TrainConfig
 from common.data.leads import LEAD_INDEX, LEADS, N_LEADS, TERRITORY_LEADS
-from common.explain.beats import WINDOWS, BeatError, detect_beats
+from common.explain.beats import WINDOWS, BeatError, Beats, detect_beats
 from common.training.engine import score_records
 
 STT: Final[str] = "ST-T"
 QRS: Final[str] = "QRS"
 DELETION_FRACTIONS: Final[tuple[float, ...]] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+PROFILE_S: Final[tuple[float, float]] = (-0.2, 0.4)
+"""The profile's span around each J point, in seconds: the QRS before it, ST and T after it."""
 SEGMENT_S: Final[float] = 0.1
 """The deletion test's cell: one lead over 100 ms (a QRS is about one cell, an ST-T segment three)."""
 
@@ -78,6 +83,41 @@ def record_masses(rel: np.ndarray, windows: dict[str, np.ndarray], territory: np
             out[f"territory_{w}_share"], out[f"territory_{w}_chance"] = float(share), float(chance)
             out[f"territory_{w}_enrichment"] = float(share / chance) if chance > 0 else math.nan
     return out
+
+
+def j_profile(rel: np.ndarray, beats: Beats, leads: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Mean relevance around the J points of a record's beats, relative to the record's mean.
+
+    Parameters
+    ----------
+    rel
+        (12, T) relevance of one record.
+    beats
+        Its beats; those whose span (:data:`PROFILE_S`) leaves the record are left out.
+    leads
+        (12,) mask of the territory's leads, or None.
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        ``"territory"`` and ``"other"`` (or ``"all"`` without ``leads``): (S,) profiles over the offsets
+        :func:`profile_offsets` gives; empty when no beat fits or the map is all zero.
+    """
+    lo, hi = (round(v * beats.fs) for v in PROFILE_S)
+    mean = float(np.mean(rel))
+    j = beats.j[(beats.j + lo >= 0) & (beats.j + hi <= rel.shape[1])]
+    if len(j) == 0 or mean <= 0:
+        return {}
+    segs = np.stack([rel[:, k + lo : k + hi] for k in j]) / mean  # (beats, 12, S)
+    if leads is None:
+        return {"all": segs.mean((0, 1))}
+    return {"territory": segs[:, leads].mean((0, 1)), "other": segs[:, ~leads].mean((0, 1))}
+
+
+def profile_offsets(fs: float) -> np.ndarray:
+    """The profile's offsets from the J point in ms."""
+    lo, hi = (round(v * fs) for v in PROFILE_S)
+    return np.arange(lo, hi) * 1000.0 / fs
 
 
 def _cells(rel: np.ndarray, seg: int) -> np.ndarray:
@@ -137,12 +177,16 @@ def curve_area(scores: np.ndarray, fractions: Sequence[float] = DELETION_FRACTIO
 
 @dataclass(frozen=True)
 class CheckRows:
-    """One row per (method, record) with the record's masses and deletion areas; the records skipped and why."""
+    """One row per (method, record) with the record's masses and deletion areas; the profiles; the records
+    skipped and why."""
 
     rows: pd.DataFrame
     """Also the deletion curves: ``deletion_<j>`` and ``random_deletion_<j>``, the score at
     :data:`DELETION_FRACTIONS` ``[j]``."""
     skipped: pd.DataFrame
+    profiles: pd.DataFrame
+    """One row per (method, record, leads) with the record's group and its J-point profile
+    (:func:`j_profile`) in columns named by their offset in ms."""
 
 
 def check_records(
@@ -164,35 +208,44 @@ def check_records(
     """
     labels = meta["label"].to_numpy()
     groups = np.where(scores >= threshold, np.where(labels == 1, "TP", "FP"), np.where(labels == 1, "FN", "TN"))
-    windows: list[dict[str, np.ndarray] | None] = []
+    beats: list[Beats | None] = []
     skipped = []
     for i in range(len(x)):
         try:
-            windows.append(detect_beats(x[i], fs).windows())
+            beats.append(detect_beats(x[i], fs))
         except BeatError as err:
-            windows.append(None)
+            beats.append(None)
             skipped.append({"record_id": meta["record_id"].iloc[i], "reason": str(err)})
+    windows = [b.windows() if b is not None else None for b in beats]
     territory = meta["territory"] if "territory" in meta else pd.Series("", index=meta.index)
     rows: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    offsets = [f"{v:g}" for v in profile_offsets(fs)]
     ok = np.array([w is not None for w in windows])
     for method, rel in maps.items():
         by_rel, by_rand = deletion_curves(model, x[ok], demo[ok], rel[ok], cfg, fs, seed=seed)
         area_rel, area_rand = curve_area(by_rel), curve_area(by_rand)
         for j, i in enumerate(np.flatnonzero(ok).tolist()):
-            w = windows[i]
-            assert w is not None
+            w, b = windows[i], beats[i]
+            assert w is not None and b is not None
             terr = territory_leads(territory.iloc[i]) if labels[i] == 1 else None
+            record = {"method": method, "record_id": meta["record_id"].iloc[i], "group": groups[i]}
+            for leads, prof in j_profile(rel[i], b, terr).items():
+                profiles.append({**record, "leads": leads, **dict(zip(offsets, prof.tolist(), strict=True))})
             rows.append(
                 {
-                    "method": method, "record_id": meta["record_id"].iloc[i], "group": groups[i],
-                    "score": float(scores[i]), "territory": territory.iloc[i] if terr is not None else "",
+                    **record, "score": float(scores[i]), "territory": territory.iloc[i] if terr is not None else "",
                     **record_masses(rel[i], w, terr),
                     "deletion_area": float(area_rel[j]), "random_deletion_area": float(area_rand[j]),
                     **{f"deletion_{k}": float(v) for k, v in enumerate(by_rel[j])},
                     **{f"random_deletion_{k}": float(v) for k, v in enumerate(by_rand[j])},
                 }
             )  # fmt: skip
-    return CheckRows(pd.DataFrame(rows), pd.DataFrame(skipped, columns=["record_id", "reason"]))
+    return CheckRows(
+        pd.DataFrame(rows),
+        pd.DataFrame(skipped, columns=["record_id", "reason"]),
+        pd.DataFrame(profiles, columns=["method", "record_id", "group", "leads", *offsets]),
+    )
 
 
 def _one_sided_wilcoxon(d: np.ndarray) -> float | None:
@@ -207,9 +260,31 @@ def _median(v: pd.Series) -> float | None:
     return float(v.median()) if len(v) else None
 
 
-def summarise_checks(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per method: ST-T share of true positives vs true negatives, the territory figures and the deletion test."""
+def summarise_profiles(profiles: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per method and curve (``"TP territory"``, ``"TP other"``, ``"TP all"``, ``"TN all"``, where there are
+    records): the mean J-point profile over records, its peak and the peak's offset."""
+    offsets = [c for c in profiles.columns if c not in ("method", "record_id", "group", "leads")]
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for method, r in profiles.groupby("method", sort=False):
+        curves: dict[str, dict[str, Any]] = {}
+        for group, leads in (("TP", "territory"), ("TP", "other"), ("TP", "all"), ("TN", "all")):
+            part = r[(r["group"] == group) & (r["leads"] == leads)]
+            if len(part):
+                mean = part[offsets].to_numpy(np.float64).mean(0)
+                k = int(np.argmax(mean))
+                curves[f"{group} {leads}"] = {
+                    "n": len(part), "offsets_ms": [float(o) for o in offsets], "mean": mean.tolist(),
+                    "peak_ms": float(offsets[k]), "peak": float(mean[k]),
+                }  # fmt: skip
+        out[str(method)] = curves
+    return out
+
+
+def summarise_checks(rows: pd.DataFrame, profiles: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
+    """Per method: ST-T share of true positives vs true negatives, the territory figures, the deletion test
+    and, with ``profiles``, the J-point profiles (:func:`summarise_profiles`)."""
     out: dict[str, dict[str, Any]] = {}
+    curves = summarise_profiles(profiles) if profiles is not None and len(profiles) else {}
     for method, r in rows.groupby("method", sort=False):
         tp, tn = r[r["group"] == "TP"], r[r["group"] == "TN"]
         s: dict[str, Any] = {"n": {g: int((r["group"] == g).sum()) for g in ("TP", "FP", "FN", "TN")}}
@@ -231,11 +306,15 @@ def summarise_checks(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
                 "STT_share": _median(terr[f"territory_{STT}_share"]),
                 "STT_chance": _median(terr[f"territory_{STT}_chance"]),
                 "STT_enrichment": _median(stt_e),
+                "QRS_share": _median(terr[f"territory_{QRS}_share"]),
                 "QRS_enrichment": _median(qrs_e),
                 "leads_share": _median(terr["territory_share"]),
                 "leads_chance": _median(terr["territory_chance"]),
                 "p_STT_vs_chance": _one_sided_wilcoxon((stt_e - 1).to_numpy(np.float64)),
                 "p_STT_vs_QRS": _one_sided_wilcoxon((stt_e - qrs_e).to_numpy(np.float64)),
+                "p_STT_vs_QRS_mass": _one_sided_wilcoxon(
+                    (terr[f"territory_{STT}_share"] - terr[f"territory_{QRS}_share"]).to_numpy(np.float64)
+                ),
                 "p_leads_vs_chance": _one_sided_wilcoxon(
                     (terr["territory_share"] - terr["territory_chance"]).to_numpy(np.float64)
                 ),
@@ -252,5 +331,7 @@ def summarise_checks(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
                 (pos["random_deletion_area"] - pos["deletion_area"]).to_numpy(np.float64)
             ),
         }
+        if str(method) in curves:
+            s["j_profile"] = curves[str(method)]
         out[str(method)] = s
     return out

@@ -500,3 +500,25 @@ def save_ecg(fig: Figure, stem: Path) -> tuple[Path, Path]:
     fig.savefig(png, format="png", dpi=fig.dpi, facecolor="white")
     fig.savefig(pdf, format="pdf", dpi=fig.dpi, facecolor="white")
     return png, pdf
+
+
+def draw_profiles(curves: dict[str, dict[str, dict[str, object]]], *, dpi: int = 100) -> Figure:
+    """The J-point profiles of each method (one panel each): relevance around the J point relative to the
+    record's mean, per curve (:func:`common.explain.checks.summarise_profiles`); chance is 1."""
+    from common.explain.maps import METHOD_TITLES
+
+    fig = Figure(figsize=(4.0 * max(len(curves), 1), 3.2), dpi=dpi)
+    FigureCanvasAgg(fig)
+    for k, (method, by_curve) in enumerate(curves.items()):
+        ax = fig.add_subplot(1, max(len(curves), 1), k + 1)
+        for name, c in by_curve.items():
+            ax.plot(c["offsets_ms"], c["mean"], label=f"{name} (n={c['n']})", lw=1.5)  # type: ignore[arg-type]
+        ax.axvline(0.0, color="0.4", lw=0.8, ls="--")
+        ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
+        ax.set_title(METHOD_TITLES.get(method, method), fontsize=10)
+        ax.set_xlabel("ms from the J point")
+        if k == 0:
+            ax.set_ylabel("relevance / record mean")
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

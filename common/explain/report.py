@@ -24,7 +24,7 @@ from common.data.leads import LEADS
 from common.data.store import write_json
 from common.evaluation.tables import format_value, markdown_table
 from common.explain.checks import STT, check_records, summarise_checks
-from common.explain.figure import FigureInfo, draw_ecg, save_ecg
+from common.explain.figure import FigureInfo, draw_ecg, draw_profiles, save_ecg
 from common.explain.maps import METHOD_TITLES, ExplainError, relevance
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ CASES: Final[tuple[str, ...]] = ("TP", "FP", "FN")
 REPORT_FILE: Final[str] = "explain.md"
 SUMMARY_FILE: Final[str] = "explain.json"
 CHECKS_FILE: Final[str] = "checks.csv"
+PROFILES_FILE: Final[str] = "j_profile.csv"
+PROFILES_FIGURE: Final[str] = "j_profile.png"
 RESULTS_SECTION: Final[str] = "## Explanations"
 
 
@@ -87,7 +89,8 @@ def draw_records(
     if len(data) == 0:
         return entries
     maps = {
-        m: relevance(m, model, data.x, data.demo, train, layer=cfg.layer, batch_size=cfg.batch_size) for m in methods
+        m: relevance(m, model, np.asarray(data.x), data.demo, train, layer=cfg.layer, batch_size=cfg.batch_size)
+        for m in methods
     }
     meta = data.meta
     for i in range(len(data)):
@@ -167,12 +170,19 @@ def explain_scores(
         idx = check_sample(labels, scores, threshold, cfg.check_records, seed)
         sub = _subset(data, idx)
         maps = {
-            m: relevance(m, model, sub.x, sub.demo, train, layer=cfg.layer, batch_size=cfg.batch_size) for m in methods
+            m: relevance(m, model, np.asarray(sub.x), sub.demo, train, layer=cfg.layer, batch_size=cfg.batch_size)
+            for m in methods
         }
-        result = check_records(model, sub.x, sub.demo, sub.meta, scores[idx], threshold, maps, train, fs, seed=seed)
+        result = check_records(
+            model, np.asarray(sub.x), sub.demo, sub.meta, scores[idx], threshold, maps, train, fs, seed=seed
+        )
         out.mkdir(parents=True, exist_ok=True)
         result.rows.to_csv(out / CHECKS_FILE, index=False)
-        summary["checks"] = summarise_checks(result.rows) if len(result.rows) else {}
+        result.profiles.to_csv(out / PROFILES_FILE, index=False)
+        summary["checks"] = summarise_checks(result.rows, result.profiles) if len(result.rows) else {}
+        curves = {m: s["j_profile"] for m, s in summary["checks"].items() if s.get("j_profile")}
+        if curves:
+            draw_profiles(curves, dpi=cfg.dpi).savefig(out / PROFILES_FIGURE, facecolor="white")
         summary["checks_skipped"] = result.skipped.to_dict(orient="records")
     write_json(out / SUMMARY_FILE, summary)
     (out / REPORT_FILE).write_text(report_markdown(summary))
@@ -200,6 +210,8 @@ def checks_table(checks: Mapping[str, Any]) -> pd.DataFrame:
                 "p >chance": _p(t.get("p_STT_vs_chance")),
                 "territory QRS enrichment": format_value(t.get("QRS_enrichment")),
                 "p ST-T>QRS": _p(t.get("p_STT_vs_QRS")),
+                "territory ST-T / QRS mass": f"{format_value(t.get('STT_share'))} / {format_value(t.get('QRS_share'))}",
+                "p mass ST-T>QRS": _p(t.get("p_STT_vs_QRS_mass")),
                 "territory leads share (chance)": f"{format_value(t.get('leads_share'))} "
                 f"({format_value(t.get('leads_chance'))})",
                 "p leads": _p(t.get("p_leads_vs_chance")),
@@ -226,7 +238,9 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
             "Medians over the checked records. ST-T share: the share of a record's relevance mass in its ST-T windows "
             "(J point to T end), beside the share of time they take (chance). Territory: true positives with a known "
             "injured territory; enrichment = share of mass on the territory leads' windows / their share of "
-            "leads x time. Deletion: mean score while the (lead, 100 ms) cells are zeroed, 0-50 %, most relevant "
+            "leads x time (p ST-T>QRS compares the enrichments, so the short QRS is not favoured by its length); "
+            "mass: the shares of the record's mass on the territory leads' ST-T and QRS windows as they are. "
+            "Deletion: mean score while the (lead, 100 ms) cells are zeroed, 0-50 %, most relevant "
             "first (random order in brackets). p: one-sided (Mann-Whitney U for TP > TN, Wilcoxon signed-rank "
             "otherwise).",
             "",
@@ -244,6 +258,23 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
             ]
         )  # fmt: skip
         md += [markdown_table(per_lead), ""]
+        profiles = [
+            {"method": METHOD_TITLES.get(m, m), "curve": name, "records": c["n"],
+             "peak (ms from J)": f"{c['peak_ms']:+.0f}", "peak / mean": format_value(c["peak"])}
+            for m, s in checks.items() for name, c in s.get("j_profile", {}).items()
+        ]  # fmt: skip
+        if profiles:
+            md += [
+                "### Where in the beat: relevance around the J point",
+                "",
+                "Mean relevance of each beat from 200 ms before to 400 ms after its J point, relative to the record's "
+                "mean (1 = chance), on the injured territory's leads and the others (all leads for true negatives "
+                f"and for positives without a territory). Plot: [{PROFILES_FIGURE}]({PROFILES_FIGURE}); every "
+                f"record's profile: `{PROFILES_FILE}`.",
+                "",
+                markdown_table(pd.DataFrame(profiles)),
+                "",
+            ]
     if summary.get("checks_skipped"):
         md += [f"{len(summary['checks_skipped'])} records skipped by the checks (no beats found; `explain.json`).", ""]
     md += ["## Figures", ""]
