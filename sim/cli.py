@@ -70,7 +70,7 @@ def settings(args: argparse.Namespace, command: type[M], options: Sequence[Any],
     """The command's typed config from its options, ``--set`` and the ``fixed`` fields."""
     from common.config import options as O
 
-    given = {**O.given(args, options, args.data), **O.assignments(args.set_)}
+    given = {**O.preset(args), **O.given(args, options, args.data), **O.assignments(args.set_)}
     cfg: M = O.build(command, args.data, given, flags=O.flags_of(options, args.data), **fixed)
     return cfg
 

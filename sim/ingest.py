@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also copy each hospital's store to EXPORT/<hospital>, a folder to hand to that hospital's node alone",
     )
     add_paths(p, out=False)
+    O.add_preset_option(p)
     O.add_set_option(p)
     return p
 

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     O.add_data_options(p, RunConfig)
     O.add_options(p, RunConfig, OPTIONS[len(O.DATA_OPTIONS) :])
     add_paths(p, resume=True)
+    O.add_preset_option(p)
     O.add_set_option(p)
     return p
 

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     O.add_options(p, StudyConfig, OPTIONS[len(O.DATA_OPTIONS) :])
     add_paths(p)
     p.add_argument("--reuse", action="store_true", help="load models already finished in --out instead of retraining")
+    O.add_preset_option(p)
     O.add_set_option(p)
     return p
 

@@ -15,7 +15,8 @@ CLIENT_APP_MODULES = ["client", "client.app", "common", "common.federation", "co
 HANDLER_MODULES = [
     "client", "client.handlers",
     "common", "common.config", "common.config.flat", "common.config.paths", "common.config.sections",
-    "common.data", "common.data.arrays", "common.data.leads", "common.data.preprocess", "common.data.splits",
+    "common.data", "common.data.arrays", "common.data.leads", "common.data.npyfile", "common.data.preprocess",
+    "common.data.splits",
     "common.data.store",
     "common.evaluation", "common.evaluation.bootstrap", "common.evaluation.metrics",  # a node resamples its patients
     "common.evaluation.calibration", "common.evaluation.subgroups",  # and sums its calibration and subgroups

@@ -114,7 +114,7 @@ def test_combined_prefers_raw_and_counts_the_filtered_duplicates(tmp_path: Path)
         assert set(meta.loc[meta["strat_fold"] == 10, "split"]) <= {"test"}
     for store in result.stores:  # the superclasses travel into the store as auxiliary targets
         assert auxiliary_matrix(store.metadata, SUPERCLASS_TARGETS).shape == (len(store.metadata), 4)
-    x = load_split(result.stores[1], "test", 100).x
+    x = np.asarray(load_split(result.stores[1], "test", 100).x)
     np.testing.assert_allclose(x.mean(-1), 0, atol=1e-3)  # per-record standardisation
     np.testing.assert_allclose(x.std(-1), 1, atol=1e-2)
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHANGED: dict[str, F.FlatValue] = {
     "cohort.seed": 5, "cohort.n-sites": 4, "cohort.n-ecgs": 900, "cohort.difficulty": 0.25,
     "cohort.ecgs-per-patient": 2.0, "cohort.duration-s": 8.0, "cohort.split-fractions": "0.6,0.2,0.2",
-    "cohort.sites": "", "data.dir": "/srv/stores", "data.stores": "/srv/stores/cohort-x",
+    "cohort.sites": "", "cohort.store-fs": 100, "data.dir": "/srv/stores", "data.stores": "/srv/stores/cohort-x",
     "data.hospitals": "site_a,site_b", "train.model": "bilstm", "train.batch-size": 32, "train.lr": 0.0005,
     "train.weight-decay": 0.1, "train.target-fs": 250, "train.seed": 3, "train.num-threads": 4, "train.loss": "focal",
     "train.pos-weight": "none", "train.focal-gamma": 1.0, "train.crop-s": 1.5, "train.window-aggregate": "max",

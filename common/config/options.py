@@ -235,7 +235,13 @@ DATA_OPTIONS: tuple[Option, ...] = (
     Option("--manifest", ("data.path",), ("manifest",), help="the CSV manifest of WFDB records"),
     Option("--challenge-root", ("data.root",), ("challenge",), help="the folder of challenge records"),
     Option("--challenge-label", ("data.label",), ("challenge",)),
-    Option("--store-fs", ("data.ingest.preprocess.target-fs",), REAL_KINDS, help="sampling rate of the store"),
+    Option(
+        "--store-fs",
+        ("data.ingest.preprocess.target-fs",),
+        ("synthetic", *REAL_KINDS),
+        help="sampling rate of the store",
+        per_kind={"synthetic": ("data.cohort.store-fs",)},
+    ),
     Option("--normalise", ("data.ingest.preprocess.normalise",), REAL_KINDS),
     Option("--notch", ("data.ingest.preprocess.notch-hz",), REAL_KINDS),
     Option("--min-site-records", ("data.ingest.min-site-records",), REAL_KINDS),
@@ -296,6 +302,44 @@ def add_data_options(parser: argparse.ArgumentParser, command: type[BaseModel] =
     """``--data KIND`` and every data option (each applies to the kinds it names)."""
     parser.add_argument("--data", choices=DATA_KINDS, default="synthetic", help="what to read (default: synthetic)")
     add_options(parser, command, DATA_OPTIONS)
+
+
+def _presets() -> dict[str, tuple[str, F.FlatConfig]]:
+    from common.config.sections import STUDY_ECGS, STUDY_PATIENTS, TrainConfig
+
+    train_fs = TrainConfig.model_fields["target_fs"].default
+    return {
+        "paper": (
+            f"the clinical study's size: {STUDY_ECGS:,} synthetic ECGs from about {STUDY_PATIENTS:,} patients, "
+            f"stored at the training rate ({train_fs} Hz)",
+            {
+                "data.cohort.n-ecgs": STUDY_ECGS,
+                "data.cohort.ecgs-per-patient": round(STUDY_ECGS / STUDY_PATIENTS, 4),
+                "data.cohort.store-fs": train_fs,
+            },
+        )
+    }
+
+
+def add_preset_option(parser: argparse.ArgumentParser) -> None:
+    presets = _presets()
+    parser.add_argument(
+        "--preset",
+        choices=tuple(presets),
+        default=None,
+        help="a named set of settings under the options given (--data synthetic): "
+        + "; ".join(f"{name}: {text}" for name, (text, _) in presets.items()),
+    )
+
+
+def preset(args: argparse.Namespace) -> F.FlatConfig:
+    """The flat settings of ``--preset`` (empty without one); options and ``--set`` override them."""
+    name = getattr(args, "preset", None)
+    if name is None:
+        return {}
+    if getattr(args, "data", "synthetic") != "synthetic":
+        raise SettingsError(f"--preset {name} applies to --data synthetic, not --data {args.data}")
+    return dict(_presets()[name][1])
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -82,7 +82,7 @@ def default_sites(n_sites: int) -> tuple[SiteSpec, ...]:
 
     Sites differ in size (largest first), AMI prevalence (6-10 %), age and sex mix, sampling rate
     (500/250/100 Hz in turn), gain, noise and filtering, so federated training sees a real non-IID
-    shift. For three sites the sizes are 45/35/20 % of the cohort.
+    shift. For three sites the sizes are 47/30/22 % of the cohort.
     """
     if n_sites < 2:
         raise ValueError(f"a multi-hospital cohort needs at least 2 sites, got {n_sites}")
@@ -109,6 +109,10 @@ def default_sites(n_sites: int) -> tuple[SiteSpec, ...]:
     return tuple(specs)
 
 
+STUDY_ECGS: Final[int] = 145_656
+STUDY_PATIENTS: Final[int] = 96_813
+"""The clinical study's cohort: ECGs and patients at its three hospitals (``--preset paper``)."""
+
 MIN_SITE_ECGS = 10
 """The fewest ECGs a synthetic hospital is generated with (a run also checks, before training, that
 every training hospital's splits hold the AMI positives training needs)."""
@@ -134,6 +138,11 @@ class CohortConfig(Frozen):
         (0.7, 0.15, 0.15), description="train, validation and test shares of each hospital's ECGs"
     )
     sites: tuple[SiteSpec, ...] | None = Field(None, description="explicit hospital specs (default: default_sites)")
+    store_fs: SamplingRate | None = Field(
+        None,
+        description="store every hospital at this rate (e.g. the training rate, to save disk); a hospital "
+        "recording below it keeps its own; None: each at its device's rate",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CohortConfig:

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -15,6 +15,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from common.data.npyfile import NpyRows, NpyWriter, RowStack, Signals
 from common.data.preprocess import bandpass, demographics, resample, standardise
 from common.data.splits import SPLITS
 from common.data.store import SiteStore
@@ -30,9 +31,13 @@ _CACHE_VERSION: Final[int] = 1
 
 @dataclass(frozen=True)
 class EcgArrays:
-    """Signals ``x`` (n, 12, T) float32 mV, demographics (n, 5), labels (n,) and metadata rows."""
+    """Signals ``x`` (n, 12, T) float32 mV, demographics (n, 5), labels (n,) and metadata rows.
 
-    x: np.ndarray
+    ``x`` is read from disk by rows when it comes from a store's cache (:mod:`common.data.npyfile`):
+    index it (``x[idx]``, ``x[a:b]``) for arrays; ``np.asarray(x)`` reads all of it.
+    """
+
+    x: Signals
     demo: np.ndarray
     y: np.ndarray
     meta: pd.DataFrame
@@ -99,16 +104,23 @@ def model_input(
     return bandpass(x, target_fs) if raw else x
 
 
-def _preprocessed(store: SiteStore, idx: np.ndarray, target_fs: int) -> np.ndarray:
+def _preprocessed_chunks(store: SiteStore, idx: np.ndarray, target_fs: int) -> Iterator[np.ndarray]:
+    """The model-ready signals of records ``idx``, chunk by chunk (a split is never held whole)."""
     sig = store.signals()
     pre = store.manifest.preprocessing
     stats = site_train_stats(store) if pre is not None and pre.get("normalise") == "site_train" else None
-    parts = []
     for start in range(0, len(idx), _LOAD_CHUNK):
-        chunk = np.asarray(sig[idx[start : start + _LOAD_CHUNK]])
-        parts.append(model_input(chunk, store.manifest.fs, target_fs, raw=pre is None, stats=stats))
-    n_t = round(store.manifest.n_samples * target_fs / store.manifest.fs)
-    return np.concatenate(parts) if parts else np.zeros((0, 12, n_t), np.float32)
+        chunk = sig[idx[start : start + _LOAD_CHUNK]]
+        yield model_input(chunk, store.manifest.fs, target_fs, raw=pre is None, stats=stats).astype(np.float32)
+
+
+def _preprocessed(store: SiteStore, idx: np.ndarray, target_fs: int) -> np.ndarray:
+    parts = list(_preprocessed_chunks(store, idx, target_fs))
+    return np.concatenate(parts) if parts else np.zeros((0, 12, _length(store, target_fs)), np.float32)
+
+
+def _length(store: SiteStore, target_fs: int) -> int:
+    return round(store.manifest.n_samples * target_fs / store.manifest.fs)
 
 
 def split_cache_path(store: SiteStore, name: str, idx: np.ndarray, target_fs: int) -> Path:
@@ -123,40 +135,45 @@ def split_cache_path(store: SiteStore, name: str, idx: np.ndarray, target_fs: in
     return store.path / CACHE_DIR / f"{name}-{target_fs}hz-{h.hexdigest()[:16]}.npy"
 
 
-def _cached_signals(store: SiteStore, name: str, idx: np.ndarray, target_fs: int) -> np.ndarray:
-    """Preprocessed signals, computed once per store, split and rate, then memory-mapped.
+def _cached_signals(store: SiteStore, name: str, idx: np.ndarray, target_fs: int) -> Signals:
+    """Preprocessed signals, computed once per store, split and rate, then read from the file by rows.
 
-    Mapping (copy-on-write) instead of holding a copy lets the processes of a simulation share one
-    hospital's pages, and spares a client that serves a hospital again the resampling and
-    filtering. If the store is not writable the signals are returned uncached, with a warning.
+    The file is written chunk by chunk and read on demand (:mod:`common.data.npyfile`), so neither
+    building it nor training from it holds a split in memory, and the processes of a simulation
+    share one hospital's file through the page cache; a client that serves a hospital again is
+    spared the resampling and filtering. If the store is not writable the signals are returned
+    uncached, in memory, with a warning.
     """
     if len(idx) == 0:
         return _preprocessed(store, idx, target_fs)
     path = split_cache_path(store, name, idx, target_fs)
     if path.is_file():
-        return np.load(path, mmap_mode="c")
-    x = _preprocessed(store, idx, target_fs)
+        return NpyRows(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         path.parent.mkdir(exist_ok=True)
-        with tmp.open("wb") as f:
-            np.save(f, x, allow_pickle=False)
+        with NpyWriter(tmp, (len(idx), 12, _length(store, target_fs)), np.float32) as out:
+            start = 0
+            for chunk in _preprocessed_chunks(store, idx, target_fs):
+                out.write(start, chunk)
+                start += len(chunk)
         tmp.replace(path)  # atomic: a process that loses the race replaces an identical file
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
         log.warning("cannot cache preprocessed signals in %s (%s); using them uncached", path.parent, err)
-        return x
-    return np.load(path, mmap_mode="c")
+        return _preprocessed(store, idx, target_fs)
+    return NpyRows(path)
 
 
 def concat(parts: Sequence[EcgArrays]) -> EcgArrays:
-    """Pool arrays from several sites (they must share the sampling rate and length)."""
+    """Pool arrays from several sites (they must share the sampling rate and length); the signals are
+    stacked by reference, not copied (:class:`common.data.npyfile.RowStack`)."""
     lengths = {p.x.shape[-1] for p in parts}
     if len(lengths) != 1:
         raise ValueError(f"cannot pool arrays of different lengths {sorted(lengths)}; resample first")
     return EcgArrays(
-        np.concatenate([p.x for p in parts]),
+        parts[0].x if len(parts) == 1 else RowStack([p.x for p in parts]),
         np.concatenate([p.demo for p in parts]),
         np.concatenate([p.y for p in parts]),
         pd.concat([p.meta for p in parts], ignore_index=True),

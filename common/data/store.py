@@ -25,10 +25,10 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-from numpy.lib.format import open_memmap
 from pydantic import BaseModel, ConfigDict
 
 from common.data.leads import LEADS, N_LEADS, UNITS
+from common.data.npyfile import NpyRows, NpyWriter
 
 STORE_VERSION: Final[int] = 1
 SIGNALS_FILE: Final[str] = "signals.npy"
@@ -63,7 +63,7 @@ class StoreManifest(BaseModel):
 
 @dataclass(frozen=True)
 class SiteStore:
-    """An opened site store. ``signals()`` is a read-only memory map."""
+    """An opened site store. ``signals()`` reads its rows from the file when indexed (:class:`NpyRows`)."""
 
     path: Path
     manifest: StoreManifest
@@ -73,9 +73,8 @@ class SiteStore:
     def site(self) -> str:
         return self.manifest.site
 
-    def signals(self) -> np.ndarray:
-        arr: np.ndarray = np.load(self.path / SIGNALS_FILE, mmap_mode="r")
-        return arr
+    def signals(self) -> NpyRows:
+        return NpyRows(self.path / SIGNALS_FILE)
 
     @classmethod
     def open(cls, path: Path) -> SiteStore:
@@ -88,7 +87,10 @@ class SiteStore:
         if manifest.version != STORE_VERSION:
             raise StoreError(f"store {path} has version {manifest.version}, expected {STORE_VERSION}")
         meta = read_metadata(path / METADATA_FILE)
-        sig = np.load(path / SIGNALS_FILE, mmap_mode="r")
+        try:
+            sig = NpyRows(path / SIGNALS_FILE)
+        except ValueError as err:
+            raise StoreError(f"store {path} is unreadable: {err}") from None
         expected = (manifest.n_records, N_LEADS, manifest.n_samples)
         if sig.shape != expected or len(meta) != manifest.n_records:
             raise StoreError(
@@ -138,17 +140,15 @@ def write_site_store(
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        arr = open_memmap(tmp / SIGNALS_FILE, mode="w+", dtype=np.float32, shape=(n, N_LEADS, n_samples))
         written = np.zeros(n, dtype=bool)
-        for start, x in chunks:
-            if x.ndim != 3 or x.shape[1:] != (N_LEADS, n_samples) or start + len(x) > n:
-                raise StoreError(f"chunk at {start} has shape {x.shape}, expected (b, {N_LEADS}, {n_samples})")
-            arr[start : start + len(x)] = x
-            written[start : start + len(x)] = True
+        with NpyWriter(tmp / SIGNALS_FILE, (n, N_LEADS, n_samples), np.float32) as arr:
+            for start, x in chunks:
+                if x.ndim != 3 or x.shape[1:] != (N_LEADS, n_samples) or start + len(x) > n:
+                    raise StoreError(f"chunk at {start} has shape {x.shape}, expected (b, {N_LEADS}, {n_samples})")
+                arr.write(start, x)
+                written[start : start + len(x)] = True
         if not written.all():
             raise StoreError(f"{int((~written).sum())} of {n} records were never written to {path}")
-        arr.flush()
-        del arr
         metadata.to_csv(tmp / METADATA_FILE, index=False)
         manifest = StoreManifest(
             site=str(sites[0]),

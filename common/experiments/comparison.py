@@ -55,7 +55,7 @@ from common.evaluation.plots import plot_learning_curves
 from common.evaluation.tables import format_ci, format_value, markdown_table
 from common.evaluation.thresholds import threshold_metrics
 from common.federation.hospital import local_train_config
-from common.federation.outputs import ALL_SITES, FederatedOutputs
+from common.federation.outputs import ALL_SITES, TIMING, FederatedOutputs
 from common.federation.results import score_rows
 from common.models.card import HospitalData, InputSpec, make_card, spec_of_stores, write_card
 from common.training.engine import (
@@ -278,8 +278,17 @@ def _centralised_arm(
 
     t0 = time.perf_counter()
     result = fit(model, train, val, tcfg, epochs=passes, on_epoch=on_epoch)
-    seconds = time.perf_counter() - t0 + sum(fd.load_s[s] for s in sites)
+    t_thr = time.perf_counter()
     thr = _threshold(val, predict(model, val, tcfg))
+    seconds = time.perf_counter() - t0 + sum(fd.load_s[s] for s in sites)
+    timing = {
+        "load_s": round(sum(fd.load_s[s] for s in sites), 3),
+        "epochs": [
+            {"epoch": e.epoch, "train_s": round(e.train_s, 3), "val_s": round(e.val_s, 3)} for e in result.history
+        ],
+        "threshold_s": round(time.perf_counter() - t_thr, 3),
+        "arm_s": round(seconds, 3),
+    }
     training = ArmTraining(
         hospitals=tuple(sites),
         train_ecgs={s: len(fd.train[s]) for s in sites},
@@ -291,6 +300,7 @@ def _centralised_arm(
     )
     checkpoint = out / fd.fold.name / arm_folder(arm) / "model.pt"
     save_checkpoint(checkpoint, model.state_dict(), {"epoch": result.best_epoch, "val_auroc": result.best_val_auroc})
+    write_json(checkpoint.with_name(TIMING), timing)
     card = make_card(
         model,
         train=tcfg,

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from common.config import QCConfig
 from common.data.arrays import EcgArrays, load_split, model_input
 from common.data.ingest import prepare_record
+from common.data.npyfile import Signals
 from common.data.preprocess import demographics
 from common.data.qc import check_row
 from common.data.readers.base import QCReason, RawEcg, RecordError, Source
@@ -77,7 +78,7 @@ def _flags(scores: np.ndarray, threshold: float | None) -> list[object]:
     return [None] * len(scores) if threshold is None else [int(s >= threshold) for s in scores]
 
 
-def _score(model: nn.Module, card: ModelCard, x: np.ndarray, meta: pd.DataFrame) -> np.ndarray:
+def _score(model: nn.Module, card: ModelCard, x: Signals, meta: pd.DataFrame) -> np.ndarray:
     y = np.zeros(len(meta), np.float32)  # unused by prediction
     return predict(model, EcgArrays(x, demographics(meta), y, meta), card.train)
 

@@ -29,7 +29,7 @@ class FeatureBaseline:
         )
 
     def features(self, data: EcgArrays) -> np.ndarray:
-        return np.concatenate([feature_matrix(data.x, self.fs), data.demo], axis=1)
+        return np.concatenate([feature_matrix(np.asarray(data.x), self.fs), data.demo], axis=1)
 
     def fit(self, train: EcgArrays) -> FeatureBaseline:
         self.pipeline.fit(self.features(train), train.y.astype(int))

@@ -23,7 +23,9 @@ output changes without a bump."""
 
 def cohort_key(cfg: CohortConfig) -> str:
     """Short content hash of the configuration and the generator version: same key, same cohort on disk."""
-    payload = json.dumps({"generator": GENERATOR_VERSION, "cohort": cfg.model_dump(mode="json")}, sort_keys=True)
+    # A cohort stored at its devices' rates keeps the key it had before store_fs existed.
+    cohort = cfg.model_dump(mode="json", exclude={"store_fs"} if cfg.store_fs is None else None)
+    payload = json.dumps({"generator": GENERATOR_VERSION, "cohort": cohort}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

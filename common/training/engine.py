@@ -38,6 +38,10 @@ class EpochLog:
     epoch: int
     train_loss: float
     val_auroc: float | None
+    train_s: float = 0.0
+    """Seconds of the epoch's training pass."""
+    val_s: float = 0.0
+    """Seconds of its validation scoring."""
 
 
 @dataclass(frozen=True)
@@ -215,8 +219,8 @@ def train_epochs(
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = make_loss(cfg, data.y)
     anchor = [p.detach().clone() for p in model.parameters()] if prox_mu > 0 else []
-    x, demo, y = torch.from_numpy(data.x), torch.from_numpy(data.demo), torch.from_numpy(data.y)
-    crop = _crop_len(cfg, x.shape[-1])
+    demo, y = torch.from_numpy(data.demo), torch.from_numpy(data.y)
+    crop = _crop_len(cfg, data.x.shape[-1])
     gen = torch.Generator().manual_seed(seed)
     losses = []
     model.train()
@@ -231,7 +235,8 @@ def train_epochs(
             idx = order[start : start + cfg.batch_size]
             if len(idx) < 2:  # BatchNorm cannot train on a single record
                 continue
-            xb = x[idx] if crop is None else random_crops(x[idx], crop, gen)
+            rows = torch.from_numpy(data.x[idx.numpy()])  # read from disk by rows: a split is never held whole
+            xb = rows if crop is None else random_crops(rows, crop, gen)
             if aux_model is None or aux is None:
                 loss = loss_fn(model(xb, demo[idx]), y[idx])
             else:
@@ -298,14 +303,16 @@ def fit(
     t0 = time.perf_counter()
     stopped = False
     for epoch in range(1, epochs + 1):
+        t_epoch = time.perf_counter()
         (loss,) = train_epochs(model, train, cfg, epochs=1, seed=cfg.seed * 1000 + epoch, optimizer=opt)
         sched.step()
+        t_val = time.perf_counter()
         try:
             val_auc: float | None = auroc(val.y, predict(model, val, cfg))
         except MetricError as err:
             log.warning("validation AUROC undefined (%s); keeping the last epoch", err)
             val_auc = None
-        entry = EpochLog(epoch, loss, val_auc)
+        entry = EpochLog(epoch, loss, val_auc, t_val - t_epoch, time.perf_counter() - t_val)
         history.append(entry)
         if on_epoch:
             on_epoch(entry)
