@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   runs the main job (fedami run --clients 3, i.e. python sim/run.py --clients 3) on the synthetic cohort
 #   make test   runs the tests (what CI runs)
+#   make bench  runs every benchmark into BENCHMARKS.md (ARGS=--quick: a few minutes)
 # Both create and reuse .venv; the CPU build of torch goes in first so pip never pulls CUDA.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.fedami-installed
 ARGS ?=
 export FLWR_TELEMETRY_ENABLED = 0
 
-.PHONY: demo test test-slow lint venv clean image-context compose-data compose-up test-compose
+.PHONY: demo test test-slow bench lint venv clean image-context compose-data compose-up test-compose
 
 venv: $(STAMP)
 
@@ -30,6 +31,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow and not compose" $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/suite.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

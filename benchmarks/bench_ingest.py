@@ -54,7 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         total = float(np.asarray(store.signals()).sum())
         dt = time.perf_counter() - t0
-        print(f"{'read store (memory map, all)':<34} {dt:>8.4f} {n / dt:>10.0f}   checksum={total:.1f}")
+        print(f"{'read store (by rows, all)':<34} {dt:>8.4f} {n / dt:>10.0f}   checksum={total:.1f}")
+        sig, rng = store.signals(), np.random.default_rng(0)
+        size = min(64, len(sig))
+        batches = [rng.choice(len(sig), size=size, replace=False) for _ in range(50)]
+        t0 = time.perf_counter()
+        for b in batches:
+            sig[b]
+        dt = time.perf_counter() - t0
+        print(f"{f'read store (random batches of {size})':<34} {dt:>8.4f} {50 * size / dt:>10.0f}")
         t0 = time.perf_counter()
         arrays = load_split(store, None, 100)
         dt = time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """Paper scale on this machine: the study's cohort size, one federated round against one pooled epoch, memory, disk.
 
-Usage: python benchmarks/bench_scale.py [--fraction 1.0] [--clients 3] [--data-dir DIR] [--out DIR]
+Usage: python benchmarks/bench_scale.py [--fraction 1.0] [--clients 3] [--curves] [--data-dir DIR] [--out DIR]
                                         [--plan-only] [--set KEY=VALUE ...]
 
 The cohort is ``fedami run --preset paper`` (145,656 synthetic ECGs from about 96,800 patients, stored at
@@ -106,15 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fraction", type=float, default=1.0, help="of the paper cohort's 145,656 ECGs")
     p.add_argument("--clients", type=int, default=3, help="hospitals")
-    p.add_argument("--data-dir", type=Path, default=None, help="keep the cohort here (default: a temporary folder)")
-    p.add_argument("--out", type=Path, default=None, help="keep the run and the logs here (default: temporary)")
+    p.add_argument(
+        "--curves",
+        action="store_true",
+        help=f"measure every point of the scale curves instead: {', '.join(f'{f:g}x/{c}' for f, c in CURVES)} "
+        "(fraction of the cohort / hospitals)",
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help="keep the cohorts here (default: a temporary folder)")
+    p.add_argument("--out", type=Path, default=None, help="keep the runs and the logs here (default: temporary)")
     p.add_argument("--plan-only", action="store_true", help="print the plan and stop")
     p.add_argument("--set", dest="set_", action="append", default=[], metavar="KEY=VALUE", help="passed to the run")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+CURVES: tuple[tuple[float, int], ...] = ((1.0, 3), (0.5, 3), (0.25, 3), (0.25, 5), (0.25, 10))
+"""The scale curves' points: the cohort at all, half and a quarter of the study's size over 3 hospitals, and
+a quarter over 5 and 10 hospitals (a fixed total size). Each point is generated just before it runs, so its
+files are in the page cache as in a run after ingest (the largest first: written later, the smaller cohorts
+cannot push it out)."""
+
+
+def plan_of(fraction: float, clients: int) -> tuple[list[str], Any, Any]:
+    """The data options of one point, its cohort config and the generator's plan."""
     from common.config import RunConfig
     from common.config.sections import STUDY_ECGS
     from common.synthetic.cohort import cohort_plan
@@ -122,11 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     from sim.run import OPTIONS
     from sim.run import build_parser as run_parser
 
-    n_ecgs = round(STUDY_ECGS * args.fraction)
-    data_args = ["--preset", "paper", "--n-ecgs", str(n_ecgs), "--clients", str(args.clients)]
+    data_args = ["--preset", "paper", "--n-ecgs", str(round(STUDY_ECGS * fraction)), "--clients", str(clients)]
     run_args = run_parser().parse_args([*data_args, "--out", "unused"])
     cohort = settings(run_args, RunConfig, OPTIONS, **paths(run_args, "run")).data.cohort  # type: ignore[union-attr]
-    plan = cohort_plan(cohort)
+    return data_args, cohort, cohort_plan(cohort)
+
+
+def print_plan(cohort: Any, plan: Any) -> None:
     device = plan["ecgs"] * 12 * round(cohort.duration_s) * plan["device_fs"] * 4
     print(
         plan.assign(store_gib=(plan["store_bytes"] / GIB).round(2)).drop(columns="store_bytes").to_string(index=False)
@@ -137,59 +152,97 @@ def main(argv: list[str] | None = None) -> int:
         f"{plan['store_bytes'].sum() / GIB:.1f} GiB stored at {cohort.store_fs} Hz "
         f"({device.sum() / GIB:.1f} GiB at the devices' rates)"
     )
+
+
+def measure(
+    data_args: list[str], cohort: Any, plan: Any, data_dir: Path, out: Path, extra: list[str]
+) -> dict[str, Any]:
+    """Ingest and one round of one point (module docstring)."""
+    from common.synthetic.key import synthetic_cohort_dir
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder = synthetic_cohort_dir(cohort, data_dir)
+    cached = folder.is_dir()  # then ingest only checks it: no generation figure
+    common = [*data_args, "--data-dir", str(data_dir)]
+    fedami = [str(Path(sys.executable).with_name("fedami"))]
+    ingest = timed([*fedami, "ingest", *common], out / "ingest.log")
+    run_dir = out / "run"
+    run = timed(
+        [*fedami, "run", *common, "--rounds", "1", "--arms", "federated,pooled", "--out", str(run_dir), *extra],
+        out / "run.log",
+    )
+    results = json.loads((run_dir / "results.json").read_text())
+    fold = results["folds"][0]["fold"]
+    fed_timing = json.loads((run_dir / fold / "federated" / "timing.json").read_text())
+    (first,) = json.loads((run_dir / fold / "federated" / "history.json").read_text())
+    pooled = json.loads((run_dir / fold / "pooled" / "timing.json").read_text())
+    arms = {a["arm"]: a for a in results["folds"][0]["arms"]}
+    round_s = first["train_s"] + first["evaluate_s"]
+    (epoch,) = pooled["epochs"]
+    epoch_s = epoch["train_s"] + epoch["val_s"]
+    return {
+        "ecgs": int(plan["ecgs"].sum()), "hospitals": len(plan), "plan": plan.to_dict(orient="records"),
+        "ingest": {**ingest, "cached": cached, "store_gib": round(disk_bytes(folder, "signals.npy") / GIB, 2),
+                   "cache_gib": round(disk_bytes(folder, "cache/*.npy") / GIB, 2)},
+        "run": run,
+        "federated_round": {"train_s": first["train_s"], "evaluate_s": first["evaluate_s"], "round_s": round_s,
+                            "wait_for_hospitals_s": fed_timing["wait_for_hospitals_s"],
+                            "test_round_s": fed_timing.get("test_round_s"), "arm_s": arms["federated"]["seconds"]},
+        "pooled_epoch": {"train_s": epoch["train_s"], "val_s": epoch["val_s"], "epoch_s": epoch_s,
+                         "load_s": pooled["load_s"], "arm_s": arms["pooled"]["seconds"]},
+        "round_over_epoch": round(round_s / epoch_s, 3),
+    }  # fmt: skip
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    f, e, i = r["federated_round"], r["pooled_epoch"], r["ingest"]
+    ingest = f"{'cached':>8} {'':>8}" if i["cached"] else f"{i['seconds']:>8.0f} {i['peak_pss_gib']:>8.2f}"
+    return (
+        f"{r['ecgs']:>8,} {r['hospitals']:>4} {ingest} {i['store_gib'] + i['cache_gib']:>7.2f} "
+        f"{f['round_s']:>8.1f} {e['epoch_s']:>8.1f} {r['round_over_epoch']:>6.2f} {r['run']['peak_pss_gib']:>8.2f} "
+        f"{r['run']['peak_rss_gib']:>8.2f}"
+    )
+
+
+HEADER = (
+    f"{'ECGs':>8} {'hosp':>4} {'ingest s':>8} {'PSS GiB':>8} {'disk GiB':>7} {'round s':>8} {'epoch s':>8} "
+    f"{'ratio':>6} {'run PSS':>8} {'run RSS':>8}"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    points = CURVES if args.curves else ((args.fraction, args.clients),)
+    plans = [plan_of(f, c) for f, c in points]
+    for (_, cohort, plan), (f, c) in zip(plans, points, strict=True):
+        print(f"\n{f:g}x the study's cohort over {c} hospitals:")
+        print_plan(cohort, plan)
     if args.plan_only:
         return 0
-
     scratch = Path(tempfile.mkdtemp(prefix="fedami-scale-"))
     data_dir = args.data_dir or scratch / "data"
     out = args.out or scratch / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    common = [*data_args, "--data-dir", str(data_dir)]
-    fedami = [str(Path(sys.executable).with_name("fedami"))]
+    extra = [a for s in args.set_ for a in ("--set", s)]
+    reports = []
     try:
-        ingest = timed([*fedami, "ingest", *common], out / "ingest.log")
-        run_dir = out / "run"
-        extra = [a for s in args.set_ for a in ("--set", s)]
-        run = timed(
-            [*fedami, "run", *common, "--rounds", "1", "--arms", "federated,pooled", "--out", str(run_dir), *extra],
-            out / "run.log",
-        )
-        fold = json.loads((run_dir / "results.json").read_text())["folds"][0]["fold"]
-        fed_timing = json.loads((run_dir / fold / "federated" / "timing.json").read_text())
-        (first,) = json.loads((run_dir / fold / "federated" / "history.json").read_text())
-        pooled = json.loads((run_dir / fold / "pooled" / "timing.json").read_text())
-        arms = {a["arm"]: a for a in json.loads((run_dir / "results.json").read_text())["folds"][0]["arms"]}
-        round_s = first["train_s"] + first["evaluate_s"]
-        (epoch,) = pooled["epochs"]
-        epoch_s = epoch["train_s"] + epoch["val_s"]
+        for (data_args, cohort, plan), (f, c) in zip(plans, points, strict=True):
+            print(f"\n{f:g}x over {c} hospitals", flush=True)
+            reports.append(measure(data_args, cohort, plan, data_dir, out / f"{f:g}x-{c}", extra))
+            print(HEADER + "\n" + summary_line(reports[-1]), flush=True)
         report = {
             "command": "python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": {"cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / GIB, 1)},
-            "plan": plan.to_dict(orient="records"),
-            "ingest": {**ingest, "store_gib": round(disk_bytes(data_dir, "signals.npy") / GIB, 2),
-                       "cache_gib": round(disk_bytes(data_dir, "cache/*.npy") / GIB, 2)},
-            "run": run,
-            "federated_round": {"train_s": first["train_s"], "evaluate_s": first["evaluate_s"], "round_s": round_s,
-                                "wait_for_hospitals_s": fed_timing["wait_for_hospitals_s"],
-                                "test_round_s": fed_timing.get("test_round_s"), "arm_s": arms["federated"]["seconds"]},
-            "pooled_epoch": {"train_s": epoch["train_s"], "val_s": epoch["val_s"], "epoch_s": epoch_s,
-                             "load_s": pooled["load_s"], "arm_s": arms["pooled"]["seconds"]},
-            "round_over_epoch": round(round_s / epoch_s, 3),
-        }  # fmt: skip
+            "points": reports,
+        }
+        out.mkdir(parents=True, exist_ok=True)
         (out / "scale.json").write_text(json.dumps(report, indent=2) + "\n")
-        print(
-            f"\ningest (generate + preprocess): {ingest['seconds']:.0f} s, peak PSS {ingest['peak_pss_gib']} GiB "
-            f"(RSS {ingest['peak_rss_gib']}); store {report['ingest']['store_gib']} GiB + cache "
-            f"{report['ingest']['cache_gib']} GiB\n"
-            f"run (1 round, federated + pooled): {run['seconds']:.0f} s, peak PSS {run['peak_pss_gib']} GiB "
-            f"(RSS {run['peak_rss_gib']}, {run['peak_processes']} processes)\n"
-            f"federated round: train {first['train_s']:.1f} s + validation {first['evaluate_s']:.1f} s "
-            f"= {round_s:.1f} s "
-            f"(arm {arms['federated']['seconds']:.0f} s with start-up and test round)\n"
-            f"pooled epoch:    train {epoch['train_s']:.1f} s + validation {epoch['val_s']:.1f} s = {epoch_s:.1f} s "
-            f"(arm {arms['pooled']['seconds']:.0f} s with loading and test)\n"
-            f"round / epoch: {report['round_over_epoch']:.2f}\nreport: {out / 'scale.json'}"
-        )
+        print("\nround: one federated round (training + validation, the ServerApp's clock); epoch: one pooled epoch")
+        print("(training + validation); ratio = round / epoch; PSS and RSS: peaks summed over the process tree")
+        print(HEADER)
+        for r in reports:
+            print(summary_line(r))
+        if args.out is not None:
+            print(f"report: {out / 'scale.json'}")
     finally:
         for given, folder in ((args.out, out), (args.data_dir, data_dir)):
             if given is None:  # only what this benchmark made up itself
@@ -199,5 +252,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     sys.exit(main())

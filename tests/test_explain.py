@@ -19,6 +19,7 @@ from common.explain.checks import (
     j_profile,
     profile_offsets,
     record_masses,
+    summarise_profiles,
     territory_leads,
 )
 from common.explain.maps import ExplainError, relevance, score_cam, target_layer
@@ -169,6 +170,27 @@ def test_j_profile_peaks_where_the_map_does_and_skips_beats_at_the_edges() -> No
     assert prof["territory"].max() == pytest.approx(4.0 / mean) and prof["other"] == pytest.approx(1.0 / mean)
     assert alone["all"].max() == pytest.approx((3 * 4.0 + 9 * 1.0) / 12 / mean)
     assert j_profile(np.zeros((N_LEADS, n)), beats, None) == {}
+
+
+def test_summarise_profiles_averages_records_and_reads_peak_and_spans() -> None:
+    # Prepare: two TP records on the territory's leads at 100 Hz, one TN; the profiles peak at +50 ms
+    offsets = profile_offsets(100.0)
+    cols = [f"{v:g}" for v in offsets]
+    bump = np.where(offsets == 50.0, 3.0, 1.0)
+    rows = [
+        {"method": "scorecam", "record_id": r, "group": g, "leads": leads, **dict(zip(cols, curve, strict=True))}
+        for r, g, leads, curve in (
+            ("a", "TP", "territory", bump), ("b", "TP", "territory", bump + 1.0), ("c", "TN", "all", np.ones(60)),
+        )
+    ]  # fmt: skip
+    # Execute
+    curves = summarise_profiles(pd.DataFrame(rows))["scorecam"]
+    # Assert
+    tp = curves["TP territory"]
+    assert set(curves) == {"TP territory", "TN all"} and tp["n"] == 2
+    assert tp["peak_ms"] == 50.0 and tp["peak"] == pytest.approx(3.5)
+    assert tp["before_J"] == pytest.approx(1.5) and tp["J_to_200ms"] == pytest.approx(1.5 + 2.0 / 20)
+    assert tp["200_to_400ms"] == pytest.approx(1.5) and curves["TN all"]["J_to_200ms"] == pytest.approx(1.0)
 
 
 def test_territory_leads() -> None:

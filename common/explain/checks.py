@@ -45,6 +45,13 @@ QRS: Final[str] = "QRS"
 DELETION_FRACTIONS: Final[tuple[float, ...]] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 PROFILE_S: Final[tuple[float, float]] = (-0.2, 0.4)
 """The profile's span around each J point, in seconds: the QRS before it, ST and T after it."""
+PROFILE_SPANS: Final[dict[str, tuple[float, float]]] = {
+    "before_J": (-100.0, 0.0),
+    "J_to_200ms": (0.0, 200.0),
+    "200_to_400ms": (200.0, 400.0),
+}
+"""Spans of the profile (ms from the J point) whose mean the summary gives: the QRS side, the ST segment and
+early T, the late T."""
 SEGMENT_S: Final[float] = 0.1
 """The deletion test's cell: one lead over 100 ms (a QRS is about one cell, an ST-T segment three)."""
 
@@ -271,10 +278,12 @@ def summarise_profiles(profiles: pd.DataFrame) -> dict[str, dict[str, dict[str, 
             part = r[(r["group"] == group) & (r["leads"] == leads)]
             if len(part):
                 mean = part[offsets].to_numpy(np.float64).mean(0)
+                ms = np.array([float(o) for o in offsets])
                 k = int(np.argmax(mean))
                 curves[f"{group} {leads}"] = {
-                    "n": len(part), "offsets_ms": [float(o) for o in offsets], "mean": mean.tolist(),
-                    "peak_ms": float(offsets[k]), "peak": float(mean[k]),
+                    "n": len(part), "offsets_ms": ms.tolist(), "mean": mean.tolist(),
+                    "peak_ms": float(ms[k]), "peak": float(mean[k]),
+                    **{name: float(mean[(ms >= a) & (ms < b)].mean()) for name, (a, b) in PROFILE_SPANS.items()},
                 }  # fmt: skip
         out[str(method)] = curves
     return out

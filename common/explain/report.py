@@ -239,7 +239,8 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
             "(J point to T end), beside the share of time they take (chance). Territory: true positives with a known "
             "injured territory; enrichment = share of mass on the territory leads' windows / their share of "
             "leads x time (p ST-T>QRS compares the enrichments, so the short QRS is not favoured by its length); "
-            "mass: the shares of the record's mass on the territory leads' ST-T and QRS windows as they are. "
+            "mass: the shares of the record's mass on the territory leads' ST-T and QRS windows as they are (an "
+            "evenly spread map passes this one too, the ST-T windows being longer). "
             "Deletion: mean score while the (lead, 100 ms) cells are zeroed, 0-50 %, most relevant "
             "first (random order in brackets). p: one-sided (Mann-Whitney U for TP > TN, Wilcoxon signed-rank "
             "otherwise).",
@@ -260,7 +261,9 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         md += [markdown_table(per_lead), ""]
         profiles = [
             {"method": METHOD_TITLES.get(m, m), "curve": name, "records": c["n"],
-             "peak (ms from J)": f"{c['peak_ms']:+.0f}", "peak / mean": format_value(c["peak"])}
+             "peak (ms from J)": f"{c['peak_ms']:+.0f}", "peak / mean": format_value(c["peak"]),
+             "-100 to 0 ms": format_value(c["before_J"]), "0 to +200 ms": format_value(c["J_to_200ms"]),
+             "+200 to +400 ms": format_value(c["200_to_400ms"])}
             for m, s in checks.items() for name, c in s.get("j_profile", {}).items()
         ]  # fmt: skip
         if profiles:
