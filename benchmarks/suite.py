@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(s.name for s in all_stages)}")
         chosen = tuple(s for s in all_stages if s.name in names)
     command = "python benchmarks/suite.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    t0 = time.perf_counter()
+    t0, at = time.perf_counter(), commit()  # the code that runs: taken before any stage
     sections, failed = [], []
     for stage in chosen:
         text, ok = run_stage(stage, args.quick)
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         "# fedami benchmarks",
         "",
-        f"Written by `{command}` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit {commit()}, "
+        f"Written by `{command}` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit {at}, "
         f"in {(time.perf_counter() - t0) / 60:.0f} min.",
         "",
         f"Machine: {machine()}.",
