@@ -5,8 +5,9 @@ reclaims it, so a process that reads a hospital's whole store once (ingest's pre
 epoch over the training split) looks as large as the store. Reading rows with ``pread`` into
 private buffers keeps a process at the size of the batches it holds, while the kernel's page
 cache still shares one file between the processes of a simulation (and gives the memory back
-under pressure). :class:`NpyRows` reads, :class:`RowStack` pools several without copying them,
-:class:`NpyWriter` writes row chunks in any order.
+under pressure). :class:`NpyRows` reads, :class:`RowStack` pools several without copying them (both
+are :class:`Rows`: numpy's indexing over one ``read``), :class:`NpyWriter` writes row chunks in any
+order.
 
 Indexing follows numpy's (an int, a slice, an integer or boolean array, then any trailing indices)
 and always returns a new ``np.ndarray``; ``np.asarray`` reads everything.
@@ -38,7 +39,38 @@ def _row_index(key: Any, n: int) -> tuple[np.ndarray | int, tuple[Any, ...]]:
     return np.atleast_1d(rows), rest
 
 
-class NpyRows:
+class Rows:
+    """Rows read on demand: numpy's indexing over :meth:`read`, which subclasses provide."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (in bounds, any order, repeats allowed) as a new array."""
+        raise NotImplementedError
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows, rest = _row_index(key, len(self))
+        if isinstance(rows, int):
+            out = self.read(np.array([rows]))[0]
+        else:
+            out = self.read(rows)
+            rest = (slice(None), *rest)
+        return out[rest] if rest else out
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = self.read(np.arange(len(self)))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+class NpyRows(Rows):
     """A read-only C-ordered ``.npy`` array whose rows are read from the file when indexed."""
 
     def __init__(self, path: Path) -> None:
@@ -53,24 +85,17 @@ class NpyRows:
         if len(shape) < 1:
             raise ValueError(f"{self.path}: a 0-d array has no rows")
         self.shape: tuple[int, ...] = tuple(shape)
-        self.dtype = np.dtype(dtype)
+        self.dtype: np.dtype[Any] = np.dtype(dtype)
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         size = self.path.stat().st_size
         if size < self._offset + self.shape[0] * self._row_bytes:
             raise ValueError(f"{self.path} is truncated: {size} bytes for shape {self.shape}")
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def __repr__(self) -> str:
         return f"NpyRows({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` (in bounds, any order, repeats allowed) as a new array; consecutive rows in one read."""
+        """Consecutive rows are read in one call."""
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         if len(rows) == 0:
             return out
@@ -100,21 +125,8 @@ class NpyRows:
         out[order] = buf[np.searchsorted(uniq, srt)]
         return out
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        rows, rest = _row_index(key, len(self))
-        if isinstance(rows, int):
-            out = self.read(np.array([rows]))[0]
-        else:
-            out = self.read(rows)
-            rest = (slice(None), *rest)
-        return out[rest] if rest else out
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        out = self.read(np.arange(len(self)))
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-
-class RowStack:
+class RowStack(Rows):
     """Several row sources (arrays or :class:`NpyRows` of equal trailing shape) indexed as one, without a copy."""
 
     def __init__(self, parts: Sequence[Signals]) -> None:
@@ -128,13 +140,6 @@ class RowStack:
         self._starts = np.cumsum([0, *(len(p) for p in self.parts)])
         self.shape: tuple[int, ...] = (int(self._starts[-1]), *tails.pop())
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def read(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         part = np.searchsorted(self._starts, rows, side="right") - 1
@@ -142,24 +147,11 @@ class RowStack:
             sel = np.flatnonzero(part == k)
             local = rows[sel] - self._starts[k]
             src = self.parts[k]
-            out[sel] = src.read(local) if isinstance(src, NpyRows | RowStack) else src[local]
+            out[sel] = src.read(local) if isinstance(src, Rows) else src[local]
         return out
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        rows, rest = _row_index(key, len(self))
-        if isinstance(rows, int):
-            out = self.read(np.array([rows]))[0]
-        else:
-            out = self.read(rows)
-            rest = (slice(None), *rest)
-        return out[rest] if rest else out
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        out = self.read(np.arange(len(self)))
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-
-Signals: TypeAlias = "np.ndarray | NpyRows | RowStack"
+Signals: TypeAlias = "np.ndarray | Rows"
 """What a split's signals are: in memory, a file read by rows, or several of them pooled."""
 
 
