@@ -136,7 +136,7 @@ def _onnx_variants(
     """ONNX Runtime as ``fedami predict --engine onnx`` runs it (one export; any record length)."""
     import torch
 
-    from common.inference.runtime import OnnxRuntimeModel
+    from common.inference.runtime import OnnxRuntimeModel, session_feed
 
     assert isinstance(model, torch.nn.Module) and isinstance(x, torch.Tensor) and isinstance(d, torch.Tensor)
     ort_model = OnnxRuntimeModel(model, x.shape[-1], threads)
@@ -156,7 +156,10 @@ def _onnx_variants(
     xn, dn = x.numpy(), d.numpy()
     int8 = _int8_session(ort_model.onnx, threads)
     variants.append(
-        ("ONNX Runtime int8 (dynamic), whole record", lambda b: int8.run(None, {"x": xn[:b], "demo": dn[:b]}))
+        (
+            "ONNX Runtime int8 (dynamic), whole record",
+            lambda b: int8.run(None, session_feed(int8, x=xn[:b], demo=dn[:b])),
+        )
     )
     _profile(ort_model.onnx, xn[:256], dn[:256], threads)
     return variants
@@ -185,12 +188,12 @@ def _profile(onnx: bytes, x: Any, d: Any, threads: int, calls: int = 5) -> None:
     import json
     import tempfile
 
-    from common.inference.runtime import cpu_session
+    from common.inference.runtime import cpu_session, session_feed
 
     with tempfile.TemporaryDirectory() as tmp:
         session = cpu_session(onnx, threads, enable_profiling=True, profile_file_prefix=str(Path(tmp) / "ort"))
         for _ in range(calls):
-            session.run(None, {"x": x, "demo": d})
+            session.run(None, session_feed(session, x=x, demo=d))
         events = json.loads(Path(session.end_profiling()).read_text())
     by_op: collections.Counter[str] = collections.Counter()
     for e in events:

@@ -43,6 +43,12 @@ def export_onnx(model: nn.Module, n_samples: int, path: Path) -> Path:
     return path
 
 
+def session_feed(session: Any, **arrays: Any) -> dict[str, Any]:
+    """Those of ``arrays`` that ``session`` takes: a network that ignores an input (no demographics) is
+    exported without it, and ONNX Runtime refuses an input it does not know."""
+    return {i.name: arrays[i.name] for i in session.get_inputs()}
+
+
 def cpu_session(onnx: bytes, threads: int | None = None, **settings: object) -> Any:
     """An ONNX Runtime CPU session of an exported model: ``threads`` intra-op threads (default: torch's), one
     inter-op thread, ORT's own notices off; ``settings`` are further ``SessionOptions`` attributes."""
@@ -90,12 +96,10 @@ class OnnxRuntimeModel(nn.Module):
             except Exception as err:  # the exporter or the runtime refusing an operator: say so, never a traceback
                 name, why = type(model).__name__, f"{type(err).__name__}: {err}"
                 raise RuntimeUnavailable(f"{name} cannot run in ONNX Runtime ({why}); use the torch engine") from err
-        # a network that ignores an input (e.g. no demographics) is exported without it
-        self.inputs = tuple(i.name for i in self.session.get_inputs())
 
     def forward(self, x: torch.Tensor, demo: torch.Tensor) -> torch.Tensor:
-        feed = {"x": x.contiguous().numpy(), "demo": demo.contiguous().numpy()}
-        (logit,) = self.session.run(None, {k: feed[k] for k in self.inputs})
+        feed = session_feed(self.session, x=x.contiguous().numpy(), demo=demo.contiguous().numpy())
+        (logit,) = self.session.run(None, feed)
         return torch.from_numpy(logit)
 
 
