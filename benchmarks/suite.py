@@ -59,11 +59,15 @@ def stages() -> tuple[Stage, ...]:
             (("bench_ingest.py", "--n", "60"),),
         ),
         Stage(
-            "models", "Training and inference throughput of every model at 100 and 500 Hz",
-            tuple(("bench_model.py", "--model", default, "--fs", str(fs)) for fs in (100, 500))
-            + tuple(("bench_model.py", "--model", m, "--fs", str(fs), "--steps", "5", "--ecgs", "512")
-                    for m in others for fs in (100, 500)),
+            "default-model", f"Training and inference throughput of the default model ({default}) at 100 and 500 Hz",
+            tuple(("bench_model.py", "--model", default, "--fs", str(fs)) for fs in (100, 500)),
             (("bench_model.py", "--model", default, "--fs", "100", "--steps", "2", "--ecgs", "128"),),
+        ),
+        Stage(
+            "models", "Training and inference throughput of every other model at 100 and 500 Hz",
+            tuple(("bench_model.py", "--model", m, "--fs", str(fs), "--steps", "5", "--ecgs", "512")
+                  for m in others for fs in (100, 500)),
+            (("bench_model.py", "--model", others[0], "--fs", "100", "--steps", "1", "--ecgs", "64"),),
         ),
         Stage(
             "federation", "Federation overhead in the simulation (federated / pooled wall time, same passes)",
@@ -151,28 +155,40 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(s.name for s in all_stages)}")
         chosen = tuple(s for s in all_stages if s.name in names)
     command = "python benchmarks/suite.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    t0, at = time.perf_counter(), commit()  # the code that runs: taken before any stage
-    sections, failed = [], []
-    for stage in chosen:
+    t0, at, host = time.perf_counter(), commit(), machine()  # the code that runs: taken before any stage
+    sections: list[str] = []
+    failed: list[str] = []
+
+    def write(done: int) -> None:
+        """The report so far: rewritten after every stage, so a long suite that is stopped keeps what it measured."""
+        left = [s.name for s in chosen[done:]]
+        skipped = [s.name for s in all_stages if s not in chosen]
+        header = [
+            "# fedami benchmarks",
+            "",
+            f"Written by `{command}` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit {at}, "
+            f"in {(time.perf_counter() - t0) / 60:.0f} min.",
+            "",
+            f"Machine: {host}.",
+            "",
+            "Every figure below is a benchmark script's own output, unedited; rerun the command above to measure "
+            "again." + (" **Quick mode: small sizes, not the figures to quote.**" if args.quick else ""),
+            "",
+        ]
+        if skipped:
+            header += [f"Stages not run by this command: {', '.join(skipped)}.", ""]
+        if left:
+            header += [f"**Incomplete: still to run (or stopped before): {', '.join(left)}.**", ""]
+        if failed:
+            header += [f"**Failed stages: {', '.join(failed)}.**", ""]
+        args.out.write_text("\n".join(header + sections))
+
+    for k, stage in enumerate(chosen):
         text, ok = run_stage(stage, args.quick)
         sections.append(text)
         if not ok:
             failed.append(stage.name)
-    header = [
-        "# fedami benchmarks",
-        "",
-        f"Written by `{command}` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit {at}, "
-        f"in {(time.perf_counter() - t0) / 60:.0f} min.",
-        "",
-        f"Machine: {machine()}.",
-        "",
-        "Every figure below is a benchmark script's own output, unedited; rerun the command above to measure "
-        "again." + (" **Quick mode: small sizes, not the figures to quote.**" if args.quick else ""),
-        "",
-    ]
-    if failed:
-        header += [f"**Failed stages: {', '.join(failed)}.**", ""]
-    args.out.write_text("\n".join(header + sections))
+        write(k + 1)
     print(f"wrote {args.out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 

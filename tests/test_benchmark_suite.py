@@ -16,7 +16,7 @@ def test_the_suite_lists_its_stages_and_refuses_an_unknown_one(tmp_path: Path) -
         [sys.executable, "benchmarks/suite.py", "--only", "nonsense", "--out", str(tmp_path / "b.md")],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
-    assert proc.returncode == 2 and "known: generation, ingest, models" in proc.stderr
+    assert proc.returncode == 2 and "known: generation, ingest, default-model, models" in proc.stderr
     assert not (tmp_path / "b.md").exists()
 
 
