@@ -280,9 +280,10 @@ def _centralised_arm(
     result = fit(model, train, val, tcfg, epochs=passes, on_epoch=on_epoch)
     t_thr = time.perf_counter()
     thr = _threshold(val, predict(model, val, tcfg))
-    seconds = time.perf_counter() - t0 + sum(fd.load_s[s] for s in sites)
+    load_s = sum(fd.load_s[s] for s in sites)
+    seconds = time.perf_counter() - t0 + load_s
     timing = {
-        "load_s": round(sum(fd.load_s[s] for s in sites), 3),
+        "load_s": round(load_s, 3),
         "epochs": [
             {"epoch": e.epoch, "train_s": round(e.train_s, 3), "val_s": round(e.val_s, 3)} for e in result.history
         ],

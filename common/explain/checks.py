@@ -110,7 +110,7 @@ def j_profile(rel: np.ndarray, beats: Beats, leads: np.ndarray | None) -> dict[s
         ``"territory"`` and ``"other"`` (or ``"all"`` without ``leads``): (S,) profiles over the offsets
         :func:`profile_offsets` gives; empty when no beat fits or the map is all zero.
     """
-    lo, hi = (round(v * beats.fs) for v in PROFILE_S)
+    lo, hi = _profile_span(beats.fs)
     mean = float(np.mean(rel))
     j = beats.j[(beats.j + lo >= 0) & (beats.j + hi <= rel.shape[1])]
     if len(j) == 0 or mean <= 0:
@@ -121,9 +121,15 @@ def j_profile(rel: np.ndarray, beats: Beats, leads: np.ndarray | None) -> dict[s
     return {"territory": segs[:, leads].mean((0, 1)), "other": segs[:, ~leads].mean((0, 1))}
 
 
+def _profile_span(fs: float) -> tuple[int, int]:
+    """:data:`PROFILE_S` in samples from the J point."""
+    lo, hi = (round(v * fs) for v in PROFILE_S)
+    return lo, hi
+
+
 def profile_offsets(fs: float) -> np.ndarray:
     """The profile's offsets from the J point in ms."""
-    lo, hi = (round(v * fs) for v in PROFILE_S)
+    lo, hi = _profile_span(fs)
     return np.arange(lo, hi) * 1000.0 / fs
 
 
@@ -271,6 +277,7 @@ def summarise_profiles(profiles: pd.DataFrame) -> dict[str, dict[str, dict[str, 
     """Per method and curve (``"TP territory"``, ``"TP other"``, ``"TP all"``, ``"TN all"``, where there are
     records): the mean J-point profile over records, its peak and the peak's offset."""
     offsets = [c for c in profiles.columns if c not in ("method", "record_id", "group", "leads")]
+    ms = np.array([float(o) for o in offsets])
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for method, r in profiles.groupby("method", sort=False):
         curves: dict[str, dict[str, Any]] = {}
@@ -278,7 +285,6 @@ def summarise_profiles(profiles: pd.DataFrame) -> dict[str, dict[str, dict[str, 
             part = r[(r["group"] == group) & (r["leads"] == leads)]
             if len(part):
                 mean = part[offsets].to_numpy(np.float64).mean(0)
-                ms = np.array([float(o) for o in offsets])
                 k = int(np.argmax(mean))
                 curves[f"{group} {leads}"] = {
                     "n": len(part), "offsets_ms": ms.tolist(), "mean": mean.tolist(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from common.config import CohortConfig
+from common.config import CohortConfig, SiteSpec
 from common.data.leads import N_LEADS
 from common.data.preprocess import resample
 from common.data.splits import SPLITS
@@ -17,6 +17,11 @@ from common.data.store import SiteStore, StoreError, write_site_store
 from common.synthetic.key import GENERATOR_VERSION, cohort_key, synthetic_cohort_dir
 
 log = logging.getLogger(__name__)
+
+
+def stored_fs(cfg: CohortConfig, site: SiteSpec) -> int:
+    """The rate ``site`` is stored at: ``cfg.store_fs``, unless the hospital records below it."""
+    return min(cfg.store_fs or site.fs, site.fs)
 
 
 def ensure_synthetic_site(cfg: CohortConfig, site_index: int, data_dir: Path, *, progress: bool = True) -> SiteStore:
@@ -39,7 +44,7 @@ def ensure_synthetic_site(cfg: CohortConfig, site_index: int, data_dir: Path, *,
 
     plan = plan_site(cfg, site_index)
     n = len(plan.metadata)
-    fs = min(cfg.store_fs or site.fs, site.fs)
+    fs = stored_fs(cfg, site)
     rate = f"{site.fs} Hz" if fs == site.fs else f"{site.fs} Hz, stored at {fs} Hz"
     bar = tqdm(total=n, desc=f"generating {site.name} ({rate})", unit="ECG", disable=not progress)
     meta = plan.metadata if cfg.store_fs is None else plan.metadata.assign(fs=fs, device_fs=site.fs)
@@ -86,9 +91,9 @@ def cohort_plan(cfg: CohortConfig) -> pd.DataFrame:
 
     rows = []
     for i, site in enumerate(cfg.site_specs()):
-        meta = plan_site(cfg, i).metadata
-        fs = min(cfg.store_fs or site.fs, site.fs)
-        n_samples = round(round(cfg.duration_s * site.fs) * fs / site.fs)
+        plan = plan_site(cfg, i)
+        meta, fs = plan.metadata, stored_fs(cfg, site)
+        n_samples = round(plan.n_samples * fs / site.fs)
         splits = meta["split"].value_counts()
         rows.append(
             {
