@@ -1,6 +1,6 @@
 """Every benchmark in one command, written to ``BENCHMARKS.md``: the figures the README links to.
 
-Usage: python benchmarks/suite.py [--quick] [--only NAME[,NAME...]] [--out BENCHMARKS.md]
+Usage: python benchmarks/suite.py [--quick] [--only NAME[,NAME...]] [--update] [--out BENCHMARKS.md]
        (or ``make bench``, ``make bench ARGS=--quick``)
 
 Runs each benchmark script of this folder as its own process, one after the other (so no two share the
@@ -11,6 +11,11 @@ deployed against simulated, one round against one epoch) in its own single run; 
 by hand. ``--quick`` runs every stage on small sizes, in a few minutes, to show the suite works; its
 figures are not the ones to quote. A stage that fails is reported as failed and the suite goes on; the
 exit status is 1 if any failed.
+
+Every stage's section opens with the command, the time and the commit of the run that wrote it.
+``--update`` (with ``--only``) replaces the chosen stages' sections of the existing report and keeps the
+others as they were, each with its own run's line: a report assembled from several runs says so, section by
+section; two figures compared with each other always come from one script's one run.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -75,11 +81,12 @@ def stages() -> tuple[Stage, ...]:
             (("bench_federation.py", "--n-ecgs", "600", "--rounds", "2"),),
         ),
         Stage(
-            "communication", "Communication: the weights per round and hospital of every model; one hospital's "
-            "test-round reply (size and build time)",
-            (("bench_communication.py",), ("bench_test_reply.py",)),
+            "communication", "Communication: the weights per round and hospital of every model, and what update "
+            "compression costs in AUROC; one hospital's test-round reply (size and build time)",
+            (("bench_communication.py",), ("bench_communication.py", "--auroc"), ("bench_test_reply.py",)),
             (
                 ("bench_communication.py", "--models", default),
+                ("bench_communication.py", "--auroc", "--seeds", "0", "--n-ecgs", "600", "--rounds", "2"),
                 ("bench_test_reply.py", "--n-ecgs", "600", "--n-boot", "20"),
             ),
         ),
@@ -122,8 +129,29 @@ def commit() -> str:
     return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
-def run_stage(stage: Stage, quick: bool) -> tuple[str, bool]:
-    parts, ok = [f"## {stage.title}", ""], True
+STAMP = re.compile(r"^_Run by `(?P<command>[^`]*)` on (?P<when>[^,]*), at commit (?P<commit>[^._]*)\._$", re.M)
+WRITTEN = re.compile(r"^Written by `(?P<command>[^`]*)` on (?P<when>.*?) at commit (?P<commit>.+?), in ", re.M)
+
+
+def stamp(command: str, when: str, at: str) -> str:
+    return f"_Run by `{command}` on {when}, at commit {at}._"
+
+
+def sections_of(report: str) -> dict[str, str]:
+    """An existing report's sections by title, each with its run's line (taken from the header if it has none)."""
+    header, *chunks = report.split("\n## ")
+    written = WRITTEN.search(header)
+    out: dict[str, str] = {}
+    for chunk in chunks:
+        title, _, body = chunk.partition("\n")
+        if not STAMP.search(body) and written:  # a report from before sections carried their own line
+            body = "\n" + stamp(written["command"], written["when"], written["commit"]) + "\n" + body
+        out[title.strip()] = f"## {title.strip()}\n{body.rstrip()}\n"
+    return out
+
+
+def run_stage(stage: Stage, quick: bool, run_line: str = "") -> tuple[str, bool]:
+    parts, ok = [f"## {stage.title}", "", *([run_line, ""] if run_line else [])], True
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     for script, *args in stage.quick if quick else stage.full:
         argv = [sys.executable, str(HERE / script), *args]
@@ -146,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes: a few minutes, figures not to quote")
     p.add_argument("--only", default=None, help=f"comma-separated stages of: {', '.join(s.name for s in all_stages)}")
     p.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md", help="default: BENCHMARKS.md at the top")
+    p.add_argument(
+        "--update", action="store_true", help="replace only the --only stages' sections of the existing --out"
+    )
     args = p.parse_args(argv)
+    if args.update and not (args.only and args.out.is_file()):
+        p.error("--update replaces some stages of an existing report: give --only and an existing --out")
     chosen = all_stages
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -156,18 +189,21 @@ def main(argv: list[str] | None = None) -> int:
         chosen = tuple(s for s in all_stages if s.name in names)
     command = "python benchmarks/suite.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     t0, at, host = time.perf_counter(), commit(), machine()  # the code that runs: taken before any stage
-    sections: list[str] = []
+    started = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    kept = sections_of(args.out.read_text()) if args.update else {}
+    sections: dict[str, str] = {}
     failed: list[str] = []
 
     def write(done: int) -> None:
         """The report so far: rewritten after every stage, so a long suite that is stopped keeps what it measured."""
         left = [s.name for s in chosen[done:]]
-        skipped = [s.name for s in all_stages if s not in chosen]
+        body = [sections.get(s.title) or kept.get(s.title, "") for s in all_stages]
+        skipped = [s.name for s, text in zip(all_stages, body, strict=True) if not text]
         header = [
             "# fedami benchmarks",
             "",
-            f"Written by `{command}` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit {at}, "
-            f"in {(time.perf_counter() - t0) / 60:.0f} min.",
+            f"Written by `{command}` on {started} at commit {at}, in {(time.perf_counter() - t0) / 60:.0f} min"
+            + (": it reran the stages it names; every section says which run wrote it." if kept else "."),
             "",
             f"Machine: {host}.",
             "",
@@ -176,16 +212,16 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
         if skipped:
-            header += [f"Stages not run by this command: {', '.join(skipped)}.", ""]
+            header += [f"Stages not in this report: {', '.join(skipped)}.", ""]
         if left:
             header += [f"**Incomplete: still to run (or stopped before): {', '.join(left)}.**", ""]
         if failed:
             header += [f"**Failed stages: {', '.join(failed)}.**", ""]
-        args.out.write_text("\n".join(header + sections))
+        args.out.write_text("\n".join(header + [text for text in body if text]))
 
     for k, stage in enumerate(chosen):
-        text, ok = run_stage(stage, args.quick)
-        sections.append(text)
+        text, ok = run_stage(stage, args.quick, stamp(command, started, at))
+        sections[stage.title] = text
         if not ok:
             failed.append(stage.name)
         write(k + 1)

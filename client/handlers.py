@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from common.config import AppConfig
+from common.federation import compression as C
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
@@ -52,9 +53,8 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
         server_round = int(P.number(config, P.SERVER_ROUND))  # global: a resumed run's strategy counts on
         plan = planned_training(cfg, hospital, server_round, P.number(config, P.PROXIMAL_MU, 0.0))
-        res = local_train(
-            msg.content.array_records[P.ARRAYS].to_torch_state_dict(), hospital_split(cfg, hospital, "train"), plan
-        )
+        received = msg.content.array_records[P.ARRAYS]
+        res = local_train(received.to_torch_state_dict(), hospital_split(cfg, hospital, "train"), plan)
         metrics: dict[str, H.MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,
             P.NUM_POSITIVES: res.num_positives,
@@ -64,13 +64,20 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         state = res.state
         if os.environ.get(FAULT_ENV) == "nan-weights":
             state = {k: v.float() * float("nan") if v.is_floating_point() else v for k, v in state.items()}
+        method = cfg.federated.update_compression
+        arrays = ArrayRecord(state)
+        if method != "none":
+            sent = {k: a.numpy() for k, a in received.items()}
+            trained = {k: v.detach().cpu().numpy() for k, v in state.items()}
+            arrays = ArrayRecord({k: Array(v) for k, v in C.encode(trained, sent, method).items()})
         content: dict[str, ArrayRecord | MetricRecord | ConfigRecord] = {
-            P.ARRAYS: ArrayRecord(state),
+            P.ARRAYS: arrays,
             P.METRICS: MetricRecord(metrics),
             P.CONFIG: ConfigRecord(
                 {
                     P.TRAINED_WITH: res.trained_with.model_dump_json(),
                     P.INPUT_SPEC: hospital_spec(cfg, hospital).model_dump_json(),
+                    P.UPDATE_COMPRESSION: method,
                 }
             ),
         }

@@ -100,7 +100,13 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
     names = hospitals(cfg)
     f = cfg.federated
     min_hospitals = f.min_hospitals if f.min_hospitals is not None else len(names)
-    roster = HospitalGrid(grid, names, min_hospitals=min(min_hospitals, len(names)), wait_s=f.hospital_wait_s)
+    roster = HospitalGrid(
+        grid,
+        names,
+        min_hospitals=min(min_hospitals, len(names)),
+        wait_s=f.hospital_wait_s,
+        compression=f.update_compression,
+    )
     out = cfg.output.dir or server_out_dir()
     out.mkdir(parents=True, exist_ok=True)
     (out / O.APP_CONFIG).write_text(cfg.model_dump_json(indent=2) + "\n")

@@ -12,7 +12,8 @@ shows the strategies one node per training hospital:
 * **a hospital that reconnects** under a new node id is taken back by its name, the final test
   round included;
 * **a malformed reply** (NaN or infinite weights, other names or shapes, missing metrics, wrong
-  histograms) is rejected with its reason and counted like a lost hospital.
+  histograms, an update that does not decode under ``federated.update-compression``) is rejected with
+  its reason and counted like a lost hospital.
 
 Replies come back in hospital order whatever their arrival order, so aggregation is deterministic.
 """
@@ -26,10 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from common.evaluation.subgroups import SUBGROUPS
+from common.federation import compression as C
 from common.federation import histograms as H
 from common.federation import protocol as P
 
@@ -69,6 +71,9 @@ class HospitalGrid:
         ``min_hospitals`` are connected).
     poll_s
         Seconds between pulls while replies are outstanding (Flower's own loop sleeps 3 s).
+    compression
+        How training replies encode their update (``federated.update-compression``): they are decoded
+        against the weights sent to that node before they are checked, and one encoded otherwise is rejected.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class HospitalGrid:
         min_hospitals: int,
         wait_s: float,
         poll_s: float = 0.2,
+        compression: str = "none",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -91,6 +97,7 @@ class HospitalGrid:
         self.min_hospitals = min_hospitals
         self.wait_s = wait_s
         self.poll_s = poll_s
+        self.compression = compression
         self._clock, self._sleep = clock, sleep
         self.node_of: dict[str, int] = {}
         self.claims: dict[int, str] = {}
@@ -239,11 +246,12 @@ class HospitalGrid:
         messages = list(messages)
         kind = messages[0].metadata.message_type if messages else ""
         self.sent.extend((m.metadata.message_type, m.metadata.dst_node_id) for m in messages)
-        sent_arrays = {
-            m.metadata.dst_node_id: _shapes(m.content.array_records[P.ARRAYS])
+        sent = {
+            m.metadata.dst_node_id: m.content.array_records[P.ARRAYS]
             for m in messages
             if P.ARRAYS in m.content.array_records
         }
+        sent_arrays = {node: _shapes(record) for node, record in sent.items()}
         events = RoundEvents(kind)
         kept: list[tuple[int, Message]] = []
         exchanged, unsent = self._exchange(messages)
@@ -256,11 +264,22 @@ class HospitalGrid:
                 kept.append((node, reply))  # the strategy counts it as a failure
                 continue
             problem = (
-                f"a reply from node {reply.metadata.src_node_id} to the message sent to node {node}"
-                if reply.metadata.src_node_id != node
-                else ""
-            ) or check_reply(
-                reply.content, kind, sent_arrays.get(node), self.hospitals.index(name) if name in self.hospitals else -1
+                (
+                    f"a reply from node {reply.metadata.src_node_id} to the message sent to node {node}"
+                    if reply.metadata.src_node_id != node
+                    else ""
+                )
+                or (
+                    decode_update(reply.content, sent[node], self.compression)
+                    if kind == MessageType.TRAIN and node in sent
+                    else ""
+                )
+                or check_reply(
+                    reply.content,
+                    kind,
+                    sent_arrays.get(node),
+                    self.hospitals.index(name) if name in self.hospitals else -1,
+                )
             )
             if problem:
                 events.rejected[name] = problem
@@ -281,6 +300,26 @@ class HospitalGrid:
         order = {h: i for i, h in enumerate(self.hospitals)}
         kept.sort(key=lambda nr: (order.get(self.hospital_of(nr[0]), len(order)), nr[0]))
         return [reply for _, reply in kept]
+
+
+def decode_update(content: RecordDict, sent: ArrayRecord, method: str) -> str:
+    """Replace a training reply's encoded update by the trained weights; why it cannot be (``""`` when it can)."""
+    declared = (
+        str(content.config_records[P.CONFIG].get(P.UPDATE_COMPRESSION, "none"))
+        if P.CONFIG in content.config_records
+        else "none"
+    )
+    if declared != method:
+        return f"an update encoded as {declared!r}, but this run's federated.update-compression is {method!r}"
+    if method == "none" or P.ARRAYS not in content.array_records:
+        return ""  # check_reply names a missing update
+    try:
+        received = {k: a.numpy() for k, a in content.array_records[P.ARRAYS].items()}
+        weights = C.decode(received, {k: a.numpy() for k, a in sent.items()}, method)
+    except (C.CompressionError, ValueError, TypeError) as err:
+        return str(err)
+    content.array_records[P.ARRAYS] = ArrayRecord({k: Array(v) for k, v in weights.items()})
+    return ""
 
 
 def check_reply(content: RecordDict, kind: str, sent: dict[str, tuple[tuple[int, ...], str]] | None, index: int) -> str:

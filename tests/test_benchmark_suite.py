@@ -35,3 +35,68 @@ def test_the_quick_suite_runs_every_stage(tmp_path: Path) -> None:
         assert f"## {stage.title}" in text
         for script, *_ in stage.quick:
             assert f"python benchmarks/{script}" in text
+
+
+OLD_REPORT = """# fedami benchmarks
+
+Written by `python benchmarks/suite.py --only generation,ingest` on 2026-12-01 10:00 UTC at commit abc1234, in 1 min.
+
+Machine: somewhere.
+
+## Synthetic cohort generation (one core)
+
+`python benchmarks/bench_synthetic.py --n 2048`: 22 s, ok
+
+```
+old generation figures
+```
+
+## WFDB ingest and store reads
+
+`python benchmarks/bench_ingest.py --n 600`: 22 s, ok
+
+```
+old ingest figures
+```
+"""
+
+
+def test_an_update_reruns_only_the_stages_named_and_keeps_the_others_with_their_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a report from an earlier run of two stages; the ingest stage "reruns" without measuring anything
+    from benchmarks import suite
+
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text(OLD_REPORT)
+    ran: list[str] = []
+
+    def fake_stage(stage: suite.Stage, quick: bool, run_line: str = "") -> tuple[str, bool]:
+        ran.append(stage.name)
+        return f"## {stage.title}\n\n{run_line}\n\nnew {stage.name} figures\n", True
+
+    monkeypatch.setattr(suite, "run_stage", fake_stage)
+
+    # Execute
+    code = suite.main(["--only", "ingest", "--update", "--out", str(out)])
+
+    # Assert: ingest replaced and stamped with this run, generation kept and stamped with its own run, in stage order
+    text = out.read_text()
+    assert code == 0 and ran == ["ingest"]
+    assert "old generation figures" in text and "old ingest figures" not in text and "new ingest figures" in text
+    assert text.index("## Synthetic cohort generation") < text.index("## WFDB ingest")
+    gen = suite.sections_of(text)["Synthetic cohort generation (one core)"]
+    stamps = [m.groupdict() for m in suite.STAMP.finditer(text)]
+    assert suite.STAMP.search(gen)["commit"] == "abc1234"  # type: ignore[index]
+    assert [s["command"] for s in stamps] == [
+        "python benchmarks/suite.py --only generation,ingest",
+        "python benchmarks/suite.py --only ingest --update --out " + str(out),
+    ]
+    assert "Stages not in this report: default-model" in text
+
+
+def test_an_update_needs_the_stages_and_an_existing_report(tmp_path: Path) -> None:
+    from benchmarks import suite
+
+    with pytest.raises(SystemExit):
+        suite.main(["--update", "--only", "ingest", "--out", str(tmp_path / "missing.md")])

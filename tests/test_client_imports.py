@@ -20,7 +20,8 @@ HANDLER_MODULES = [
     "common.data.store",
     "common.evaluation", "common.evaluation.bootstrap", "common.evaluation.metrics",  # a node resamples its patients
     "common.evaluation.calibration", "common.evaluation.subgroups",  # and sums its calibration and subgroups
-    "common.federation", "common.federation.histograms", "common.federation.hospital", "common.federation.protocol",
+    "common.federation", "common.federation.compression", "common.federation.histograms", "common.federation.hospital",
+    "common.federation.protocol",
     "common.models", "common.models.bilstm", "common.models.blocks", "common.models.card", "common.models.cnn",
     "common.models.conv_bilstm_attn", "common.models.inception", "common.models.registry", "common.models.resnet",
     "common.synthetic", "common.synthetic.key",

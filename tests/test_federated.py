@@ -16,6 +16,7 @@ from common.config import flat as F
 from common.data.arrays import EcgArrays
 from common.data.store import SiteStore
 from common.evaluation.subgroups import SUBGROUPS
+from common.federation import compression as C
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
@@ -85,6 +86,32 @@ def test_train_reply_holds_weights_aggregates_and_the_settings_used(
     assert metrics[P.SITE_INDEX] == 2
     used = LocalTraining.model_validate_json(str(reply.content.config_records[P.CONFIG][P.TRAINED_WITH]))
     assert used == planned_training(app, Hospital(2, "hospital_c", Path()), 1, 0.0)
+
+
+def test_an_int8_hospital_sends_its_update_in_a_quarter_of_the_bytes(tiny_data_dir: Path) -> None:
+    # Prepare: the same hospital and round, once without compression and once with int8
+    plain = _app(tiny_data_dir)
+    int8 = plain.model_copy(update={"federated": plain.federated.model_copy(update={"update_compression": "int8"})})
+    msg = _message(MessageType.TRAIN, {P.SERVER_ROUND: 1})
+    sent = {k: a.numpy() for k, a in msg.content.array_records[P.ARRAYS].items()}
+
+    # Execute
+    full = make_client_app()(msg, _context(plain, 0)).content
+    small = make_client_app()(msg, _context(int8, 0)).content
+
+    # Assert: one byte per value and a range per float tensor, decoding to the same training within the codes' step
+    assert small.config_records[P.CONFIG][P.UPDATE_COMPRESSION] == "int8"
+    encoded = {k: a.numpy() for k, a in small.array_records[P.ARRAYS].items()}
+    assert {a.dtype for k, a in encoded.items() if not k.endswith(C.RANGE_SUFFIX) and sent[k].dtype.kind == "f"} == {
+        np.dtype(np.uint8)
+    }
+    weights = C.decode(encoded, sent, "int8")
+    trained = {k: a.numpy() for k, a in full.array_records[P.ARRAYS].items()}
+    for k, w in trained.items():
+        step = float(encoded[k + C.RANGE_SUFFIX][1]) if w.dtype.kind == "f" else 0.0
+        np.testing.assert_allclose(weights[k], w, atol=step / 2 + 1e-6, rtol=0)
+    nbytes = sum(a.nbytes for a in encoded.values())
+    assert nbytes < 0.27 * sum(a.nbytes for a in trained.values())
 
 
 def _every_training_field_changed() -> TrainConfig:

@@ -12,6 +12,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, Metadata, MetricRecord, RecordDict
 
 from common.evaluation.calibration import calibration_sums
+from common.federation import compression as C
 from common.federation import histograms as H
 from common.federation import protocol as P
 from server.roster import HospitalGrid, HospitalsError
@@ -325,3 +326,86 @@ def test_a_message_the_superlink_did_not_take_counts_as_a_lost_hospital() -> Non
 
     assert [r.metadata.src_node_id for r in replies] == [1, 2]
     assert hg.events[-1].lost == {"hospital_c": "the SuperLink did not take its message"}
+
+
+def encoding(
+    method: str, trained: Callable[[np.ndarray], np.ndarray] = lambda w: w + np.arange(6.0).reshape(2, 3)
+) -> Answer:
+    """A node that trains ``w -> trained(w)`` and sends its update encoded as ``method``."""
+
+    def answer(msg: Message, hospital: str) -> Message:
+        reply = honest(msg, hospital)
+        if msg.metadata.message_type == MessageType.TRAIN:
+            sent = {k: a.numpy() for k, a in msg.content.array_records[P.ARRAYS].items()}
+            new = {k: trained(v).astype(np.float32) for k, v in sent.items()}
+            encoded = C.encode(new, sent, method)
+            reply.content.array_records[P.ARRAYS] = ArrayRecord({k: Array(v) for k, v in encoded.items()})
+            reply.content.config_records[P.CONFIG] = ConfigRecord({P.UPDATE_COMPRESSION: method})
+        return reply
+
+    return answer
+
+
+def _compressed_grid(method: str, answer_b: Answer) -> HospitalGrid:
+    others = encoding(method)
+    grid = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"}, answer={1: others, 2: answer_b, 3: others})
+    hg = HospitalGrid(
+        grid, HOSPITALS, min_hospitals=2, wait_s=0.0, poll_s=0.0, sleep=lambda _: None, compression=method
+    )  # type: ignore[arg-type]
+    hg.wait_for_all()
+    return hg
+
+
+@pytest.mark.parametrize("method", ["float16", "int8"])
+def test_compressed_updates_reach_the_strategy_as_trained_weights(method: str) -> None:
+    hg = _compressed_grid(method, encoding(method))
+
+    replies = _train(hg)
+
+    assert len(replies) == 3 and not hg.events
+    for reply in replies:
+        weights = reply.content.array_records[P.ARRAYS]["w"].numpy()
+        assert weights.dtype == np.float32
+        np.testing.assert_allclose(weights, np.arange(6.0).reshape(2, 3), atol=5 / 255 / 2 + 1e-6)
+
+
+def _malformed_range(reply_answer: Answer) -> Answer:
+    def answer(msg: Message, hospital: str) -> Message | None:
+        reply = reply_answer(msg, hospital)
+        if reply is not None and msg.metadata.message_type == MessageType.TRAIN:
+            reply.content.array_records[P.ARRAYS]["w" + C.RANGE_SUFFIX] = Array(np.zeros(1, np.float32))
+        return reply
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("answer_b", "reason"),
+    [
+        (honest, r"an update encoded as 'none', but this run's federated.update-compression is 'int8'"),
+        (encoding("float16"), r"encoded as 'float16', but .* is 'int8'"),
+        (encoding("int8", lambda w: w * np.nan), r"NaN or infinite weights in \['w'\]"),
+        (_malformed_range(encoding("int8")), r"the int8 range of 'w' is float32 \(1,\), not float32 \(2,\)"),
+    ],
+)  # fmt: skip
+def test_an_update_that_does_not_decode_under_the_runs_compression_is_rejected(answer_b: Answer, reason: str) -> None:
+    hg = _compressed_grid("int8", answer_b)
+
+    replies = _train(hg)
+
+    assert [r.metadata.src_node_id for r in replies] == [1, 3]
+    assert list(hg.events[-1].rejected) == ["hospital_b"]
+    assert re.search(reason, hg.events[-1].rejected["hospital_b"])
+
+
+def test_an_uncompressed_run_rejects_a_compressed_update() -> None:
+    grid = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"}, answer={2: encoding("int8")})
+    hg = _grid(grid, min_hospitals=2)
+    hg.wait_for_all()
+
+    _train(hg)
+
+    assert (
+        "encoded as 'int8', but this run's federated.update-compression is 'none'"
+        in hg.events[-1].rejected["hospital_b"]
+    )

@@ -29,6 +29,7 @@ CHANGED: dict[str, F.FlatValue] = {
     "federated.local-batch-size": 16, "federated.hospital-threads": 2, "federated.proximal-mu": 0.1,
     "federated.server-lr": 2.0, "federated.server-momentum": 0.5, "federated.trim-beta": 0.3,
     "federated.krum-malicious": 1, "federated.hospital-wait-s": 30.0, "federated.min-hospitals": 2,
+    "federated.update-compression": "int8",
     "evaluation.n-boot": 200,
     "output.dir": "/srv/out", "output.resume": "/srv/out-old",
 }  # fmt: skip

@@ -283,6 +283,7 @@ FEDERATED_OPTIONS: tuple[Option, ...] = (
     Option("--proximal-mu", ("federated.proximal-mu",)),
     Option("--server-lr", ("federated.server-lr",)),
     Option("--server-momentum", ("federated.server-momentum",)),
+    Option("--update-compression", ("federated.update-compression",)),
 )
 RUN_OPTIONS: tuple[Option, ...] = (
     Option("--protocol", ("protocol",)),

@@ -30,6 +30,7 @@ SamplingRate = Literal[100, 250, 500]
 PtbxlLabel = Literal["mi", "acute", "normal"]
 ChallengeLabel = Literal["mi", "acute"]
 Arm = Literal["federated", "pooled", "local"]
+UpdateCompression = Literal["none", "float16", "int8"]
 
 
 class Frozen(BaseModel):
@@ -371,6 +372,11 @@ class FederatedConfig(Frozen):
         None,
         ge=1,
         description="the fewest hospitals a round may go on with after losing some (None: every training hospital)",
+    )
+    update_compression: UpdateCompression = Field(
+        "none",
+        description="how a hospital encodes its update (trained minus global weights) for the server: none (float32),"
+        " float16, or int8 (one byte per value and a range per tensor); the global weights go down in full",
     )
 
     @property

@@ -51,6 +51,8 @@ TRAINED_WITH: Final[str] = "trained-with"
 """Config key of a training reply: JSON of the settings the hospital actually trained with."""
 INPUT_SPEC: Final[str] = "input-spec"
 """Config key of a training reply: JSON of how the hospital's data were prepared (``common.models.card.InputSpec``)."""
+UPDATE_COMPRESSION: Final[str] = "update-compression"
+"""Config key of a training reply: how its arrays encode the update (``common.federation.compression``)."""
 # Config keys the server sends.
 SERVER_ROUND: Final[str] = "server-round"
 PROXIMAL_MU: Final[str] = "proximal-mu"
