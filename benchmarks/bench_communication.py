@@ -87,12 +87,13 @@ def auroc_cost(args: argparse.Namespace) -> None:
     aurocs: dict[str, dict[int, float]] = {m: {} for m in METHODS}
     print(f"{'seed':>4}  {'compression':<12}{'test AUROC [95% CI]':>26}{'seconds':>9}")
     with tempfile.TemporaryDirectory() as tmp:
+        cfg = O.build(RunConfig, "synthetic", given, data_dir=data_dir, out_dir=Path(tmp))
+        prepared = prepare(cfg.data, cfg.data_dir)  # one cohort for every run: only training seeds and encodings vary
+        warm_splits(prepared.stores, cfg.train.target_fs)
         for seed in args.seeds:
             for method in METHODS:
                 run = {**given, "train.seed": seed, "federated.update-compression": method, "arms": "federated"}
                 cfg = O.build(RunConfig, "synthetic", run, data_dir=data_dir, out_dir=Path(tmp) / f"{seed}-{method}")
-                prepared = prepare(cfg.data, cfg.data_dir)
-                warm_splits(prepared.stores, cfg.train.target_fs)
                 t0 = time.perf_counter()
                 res = run_comparison(cfg, prepared, run_federation, echo=lambda _: None).to_dict()
                 (s,) = (s for s in res["scores"] if s["test_site"] == ALL_SITES and s["arm"] == "federated")

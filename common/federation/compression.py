@@ -36,14 +36,18 @@ class CompressionError(ValueError):
     """An encoded update that cannot be decoded against the weights the server sent."""
 
 
+def _known(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown update compression {method!r}; known: {', '.join(METHODS)}")
+
+
 def _is_float(a: np.ndarray) -> bool:
     return a.dtype.kind == "f"
 
 
 def encode(trained: Mapping[str, np.ndarray], sent: Mapping[str, np.ndarray], method: str) -> dict[str, np.ndarray]:
     """The arrays a hospital sends for ``trained`` weights, given the ``sent`` global weights."""
-    if method not in METHODS:
-        raise ValueError(f"unknown update compression {method!r}; known: {', '.join(METHODS)}")
+    _known(method)
     if method == "none":
         return {k: np.asarray(v) for k, v in trained.items()}
     out: dict[str, np.ndarray] = {}
@@ -79,8 +83,7 @@ def decode(received: Mapping[str, np.ndarray], sent: Mapping[str, np.ndarray], m
         When ``received`` is not an encoding of an update to ``sent``: other names, shapes or dtypes,
         a missing or malformed int8 range.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown update compression {method!r}; known: {', '.join(METHODS)}")
+    _known(method)
     if method == "none":
         return {k: np.asarray(v) for k, v in received.items()}
     expected = set(sent) | {k + RANGE_SUFFIX for k, v in sent.items() if method == "int8" and _is_float(np.asarray(v))}
