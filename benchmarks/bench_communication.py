@@ -3,11 +3,12 @@
 Usage: python benchmarks/bench_communication.py [--models NAME[,NAME...]]
        python benchmarks/bench_communication.py --auroc [--seeds 0 1 2] [--n-ecgs N] [--rounds R] [--model M]
 
-A round sends each hospital the global weights twice (the train message and the validation message) and
-takes its update back once, beside small configs, metrics and the validation reply (score histograms,
-``benchmarks/bench_test_reply.py`` sizes the test round's). The table builds the weights' records as the
-handlers build them (``ArrayRecord``) and prints their size as Flower serialises them (protobuf), per message
-and per round and hospital (down: 2 x, up: 1 x), and the upload as ``federated.update-compression`` sends it
+A round sends each hospital the global weights once (the train message, in which it also validates them:
+they are the previous round's model) and takes its update back once, beside small configs, metrics and the
+validation histograms; the run adds one validation message for the last round's model and the test round
+(``benchmarks/bench_test_reply.py`` sizes its reply). The table builds the weights' records as the handlers
+build them (``ArrayRecord``) and prints their size as Flower serialises them (protobuf), per message and per
+round and hospital (down: 1 x, up: 1 x), and the upload as ``federated.update-compression`` sends it
 (``common.federation.compression``): float16, or 8-bit codes with a float32 range per tensor.
 
 ``--auroc`` trains the federated arm of the main job (synthetic GAH fold, every other setting the typed
@@ -61,11 +62,11 @@ def size_table(names: list[str]) -> None:
         full = record_bytes(state)
         half, q8 = (record_bytes(upload(state, m)) for m in ("float16", "int8"))
         print(
-            f"{name:<26}{count_parameters(model):>12,}{full / 1e6:>12.3f}{3 * full / 1e6:>10.3f}"
+            f"{name:<26}{count_parameters(model):>12,}{full / 1e6:>12.3f}{2 * full / 1e6:>10.3f}"
             f"{half / 1e6:>12.3f}{q8 / 1e6:>10.3f}"
         )
     print(
-        "weights: one message's weights (float32); round: per hospital and round (2 x down, 1 x up) without "
+        "weights: one message's weights (float32); round: per hospital and round (1 x down, 1 x up) without "
         "compression;\nfloat16, 8-bit: one upload under federated.update-compression float16 / int8"
     )
 

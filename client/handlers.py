@@ -18,6 +18,8 @@ from common.federation import compression as C
 from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
+    Hospital,
+    StateDict,
     app_config,
     claimed_hospital,
     evaluation_metrics,
@@ -54,7 +56,10 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         server_round = int(P.number(config, P.SERVER_ROUND))  # global: a resumed run's strategy counts on
         plan = planned_training(cfg, hospital, server_round, P.number(config, P.PROXIMAL_MU, 0.0))
         received = msg.content.array_records[P.ARRAYS]
-        res = local_train(received.to_torch_state_dict(), hospital_split(cfg, hospital, "train"), plan)
+        weights = received.to_torch_state_dict()
+        # The previous round's model, validated in this round's exchange: one message per round, not two.
+        validation = validate(cfg, hospital, weights, "val") if config.get(P.VALIDATE, False) else None
+        res = local_train(weights, hospital_split(cfg, hospital, "train"), plan)
         metrics: dict[str, H.MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,
             P.NUM_POSITIVES: res.num_positives,
@@ -73,6 +78,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         content: dict[str, ArrayRecord | MetricRecord | ConfigRecord] = {
             P.ARRAYS: arrays,
             P.METRICS: MetricRecord(metrics),
+            **({P.VAL_METRICS: MetricRecord(validation)} if validation is not None else {}),
             P.CONFIG: ConfigRecord(
                 {
                     P.TRAINED_WITH: res.trained_with.model_dump_json(),
@@ -94,18 +100,34 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         cfg = settings(context)
         hospital = hospital_of(cfg, context.node_config)
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
-        split = str(config.get(P.EVAL_SPLIT, "val"))
-        threshold = P.number(config, P.THRESHOLD) if P.THRESHOLD in config else None
-        n_boot = int(P.number(config, P.N_BOOT)) if P.N_BOOT in config else None
-        res = local_evaluate(
+        metrics = validate(
+            cfg,
+            hospital,
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
-            hospital_split(cfg, hospital, split),
-            local_train_config(cfg, cfg.train.seed),
-            threshold,
-            n_boot=n_boot,
-            boot_seed=H.hospital_seed(cfg.train.seed, hospital.index),
+            str(config.get(P.EVAL_SPLIT, "val")),
+            P.number(config, P.THRESHOLD) if P.THRESHOLD in config else None,
+            int(P.number(config, P.N_BOOT)) if P.N_BOOT in config else None,
         )
-        metrics = evaluation_metrics(res, hospital.index)
         return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
     return app
+
+
+def validate(
+    cfg: AppConfig,
+    hospital: Hospital,
+    state: StateDict,
+    split: str,
+    threshold: float | None = None,
+    n_boot: int | None = None,
+) -> dict[str, H.MetricValue]:
+    """An evaluation reply's metrics: ``state`` scored on the hospital's ``split``, reduced to aggregates."""
+    res = local_evaluate(
+        state,
+        hospital_split(cfg, hospital, split),
+        local_train_config(cfg, cfg.train.seed),
+        threshold,
+        n_boot=n_boot,
+        boot_seed=H.hospital_seed(cfg.train.seed, hospital.index),
+    )
+    return evaluation_metrics(res, hospital.index)

@@ -16,6 +16,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
 from torch import nn
 
 from common.config import AppConfig
@@ -35,6 +36,47 @@ from server.strategies import create_strategy, load_server_state, server_state
 log = logging.getLogger("flwr.fedami")  # under Flower's logger: shown by `flwr log` and in simulation
 
 
+def evaluate_everywhere(grid: HospitalGrid, arrays: ArrayRecord, config: dict[str, Any]) -> list[RecordDict]:
+    """Every connected training hospital evaluates ``arrays`` as ``config`` says; their usable replies."""
+    content = RecordDict({P.ARRAYS: arrays, P.CONFIG: ConfigRecord(config)})
+    messages = [Message(content=content, dst_node_id=n, message_type=MessageType.EVALUATE) for n in grid.get_node_ids()]
+    return [r.content for r in grid.send_and_receive(messages) if not r.has_error()]
+
+
+def train_rounds(
+    strategy: FedAvg, grid: HospitalGrid, tracker: RoundTracker, arrays: ArrayRecord, num_rounds: int
+) -> ArrayRecord:
+    """Train ``num_rounds`` rounds, one exchange each; returns the last global weights.
+
+    Flower's ``Strategy.start`` spends two exchanges per round (train, then evaluate), and in a deployment
+    every exchange costs seconds of Flower's own polling and a ClientApp process per hospital whatever the
+    data size. Here round ``r``'s training message also asks each hospital to validate the weights it brings
+    (round ``r - 1``'s model) before training from them; only the last round's model is validated in an
+    exchange of its own. The figures are those of ``Strategy.start``: the same weights are validated.
+    """
+    offset = tracker.offset
+    strategy.summary()
+    for r in range(1, num_rounds + 1):
+        log.info("[ROUND %d/%d]", r + offset, num_rounds + offset)
+        validating = tracker.awaiting_validation
+        messages = strategy.configure_train(r, arrays, ConfigRecord({P.VALIDATE: validating}), grid)  # type: ignore[arg-type]
+        replies = grid.send_and_receive(messages)
+        validations = [
+            RecordDict({P.METRICS: m.content.metric_records.pop(P.VAL_METRICS)})
+            for m in replies
+            if not m.has_error() and P.VAL_METRICS in m.content.metric_records
+        ]
+        trained, _ = strategy.aggregate_train(r, replies)
+        if validating:
+            tracker.validated(validations, own_exchange=False)
+        arrays = trained if trained is not None else arrays
+        tracker.end_train(r, arrays)
+    if tracker.awaiting_validation:
+        log.info("validating the last round's model")
+        tracker.validated(evaluate_everywhere(grid, arrays, {P.EVAL_SPLIT: "val"}), own_exchange=True)
+    return arrays
+
+
 def final_test_round(
     grid: HospitalGrid, arrays: ArrayRecord, threshold: float | None, cfg: AppConfig
 ) -> dict[str, Any]:
@@ -46,11 +88,9 @@ def final_test_round(
     config: dict[str, Any] = {P.EVAL_SPLIT: "test", P.N_BOOT: cfg.evaluation.n_boot}
     if threshold is not None:
         config[P.THRESHOLD] = threshold
-    content = RecordDict({P.ARRAYS: arrays, P.CONFIG: ConfigRecord(config)})
-    messages = [Message(content=content, dst_node_id=n, message_type=MessageType.EVALUATE) for n in grid.get_node_ids()]
-    replies = [r for r in grid.send_and_receive(messages) if not r.has_error()]
+    replies = evaluate_everywhere(grid, arrays, config)
     names = grid.hospitals
-    tests = [site_test(r.content, names) for r in replies]
+    tests = [site_test(r, names) for r in replies]
     summary = R.summarise_test(tests, names, threshold, seed=cfg.train.seed, n_boot=cfg.evaluation.n_boot)
     for problem in summary["problems"]:
         log.warning("final test round: %s", problem)
@@ -142,22 +182,14 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
         roster.min_hospitals,
         round_offset=tracker.offset,
         train_metrics_aggr_fn=tracker.aggregate_train,
-        evaluate_metrics_aggr_fn=tracker.aggregate_evaluate,
     )
     load_server_state(strategy, optimiser_state)
     tracker.server_state = partial(server_state, strategy)
     tracker.start_timing()
     t_rounds = time.perf_counter()
     try:
-        result = strategy.start(
-            grid=roster,  # type: ignore[arg-type]
-            initial_arrays=ArrayRecord(weights),
-            train_config=ConfigRecord(),
-            evaluate_config=ConfigRecord({P.EVAL_SPLIT: "val"}),
-            num_rounds=remaining,
-            evaluate_fn=tracker.end_round,
-        )
-        best = ArrayRecord(load_checkpoint(out / "best.pt")) if (out / "best.pt").is_file() else result.arrays
+        final = train_rounds(strategy, roster, tracker, ArrayRecord(weights), remaining)
+        best = ArrayRecord(load_checkpoint(out / "best.pt")) if (out / "best.pt").is_file() else final
         threshold = H.youden_threshold(tracker.best_val_histogram) if tracker.best_val_histogram is not None else None
         t_test = time.perf_counter()
         timing["rounds_s"] = t_test - t_rounds

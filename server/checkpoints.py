@@ -1,10 +1,13 @@
 """Per-round bookkeeping of the federated run: metrics, checkpoints, the best round, resume.
 
-Flower calls, in every round: the train-metrics aggregation, the evaluate-metrics aggregation, then
-``evaluate_fn(round, arrays)``. :class:`RoundTracker` plugs into those three hooks: it pools the
-hospitals' validation histograms into the federated validation AUROC, and at the end of the round
-writes the weights (``last.pt``), the round number with its metrics (``last.json``), the history,
-and ``best.pt``/``best.json`` when the round beats the best validation AUROC so far.
+The round loop (``server.app.train_rounds``) spends one exchange per round: round ``r``'s training message
+also has the hospitals validate round ``r - 1``'s model, and the last round's model is validated in an
+exchange of its own. :class:`RoundTracker` follows it: :meth:`~RoundTracker.aggregate_train` (the strategy's
+train-metrics hook) and :meth:`~RoundTracker.end_train` record a trained round and write its weights
+(``last.pt``), the round number with its metrics (``last.json``) and the history; :meth:`~RoundTracker.validated`
+later pools the hospitals' validation histograms of that round's model into the federated validation AUROC
+and writes ``best.pt``/``best.json`` when it beats the best so far. A checkpoint whose round was not
+validated yet (the run stopped in between) is validated first when the run resumes.
 """
 
 from __future__ import annotations
@@ -118,7 +121,8 @@ class RoundTracker:
     """The grid's record of lost hospitals and rejected replies (:class:`server.roster.RoundEvents`), in order."""
     _events_seen: int = 0
     _round: dict[str, Any] = field(default_factory=dict)
-    _val: H.ScoreHistogram | None = None
+    _pending: tuple[int, dict[str, torch.Tensor]] | None = None
+    """The trained round whose model waits for its validation, with its weights (for ``best.pt``)."""
     _mark: float = field(default_factory=time.perf_counter)
 
     def _lap(self) -> float:
@@ -152,7 +156,10 @@ class RoundTracker:
             tracker.best_val_histogram = H.ScoreHistogram(hist["pos"], hist["neg"])
         state_file = checkpoint_dir / SERVER_STATE
         server = {k: v.numpy() for k, v in load_checkpoint(state_file).items()} if state_file.is_file() else {}
-        return tracker, load_checkpoint(checkpoint_dir / "last.pt"), server
+        weights = load_checkpoint(checkpoint_dir / "last.pt")
+        if tracker.history and "val" not in tracker.history[-1]:
+            tracker._pending = (tracker.offset, weights)  # stopped before its validation: the resumed run does it first
+        return tracker, weights, server
 
     def aggregate_train(self, replies: list[RecordDict], weight_key: str) -> MetricRecord:
         ms = [_metrics(r) for r in replies]
@@ -181,54 +188,79 @@ class RoundTracker:
         }
         return MetricRecord({P.TRAIN_LOSS: loss, P.NUM_EXAMPLES: int(n.sum())})
 
-    def aggregate_evaluate(self, replies: list[RecordDict], weight_key: str) -> MetricRecord:
-        hists = histograms_by_site(replies)
-        summary = histogram_summary(hists, self.hospitals)
-        self._val = sum(hists.values(), H.empty())
-        self._round["val"] = summary
-        self._round["evaluate_s"] = self._lap()
-        auc = summary[O.ALL_SITES]["auroc"]
-        return MetricRecord({"val-auroc": float("nan") if auc is None else auc, weight_key: summary[O.ALL_SITES]["n"]})
+    @property
+    def awaiting_validation(self) -> bool:
+        """Whether the last trained round's model still waits for its validation."""
+        return self._pending is not None
 
-    def end_round(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        """``evaluate_fn``: runs last in each round; checkpoint and keep the best round."""
-        if server_round == 0:
-            return None
-        global_round = server_round + self.offset
-        entry = {"round": global_round, **self._round}
-        lost: dict[str, str] = {}
-        rejected: dict[str, str] = {}
+    def _take_events(self, entry: dict[str, Any]) -> None:
+        """Put the lost hospitals and rejected replies since the last call into the round ``entry``."""
         for event in self.events[self._events_seen :]:
-            lost.update({f"{event.kind}:{k}": v for k, v in event.lost.items()})
-            rejected.update({f"{event.kind}:{k}": v for k, v in event.rejected.items()})
+            entry.setdefault("lost", {}).update({f"{event.kind}:{k}": v for k, v in event.lost.items()})
+            entry.setdefault("rejected", {}).update({f"{event.kind}:{k}": v for k, v in event.rejected.items()})
         self._events_seen = len(self.events)
-        if lost or rejected:
-            entry.update({"lost": lost, "rejected": rejected})
+
+    def end_train(self, server_round: int, arrays: ArrayRecord) -> None:
+        """Round ``server_round`` (Flower's count) trained into ``arrays``: record it and write its checkpoint."""
+        global_round = server_round + self.offset
+        entry = {"round": global_round, **self._round, "evaluate_s": 0.0}
+        self._take_events(entry)
         away = [h for h in self.hospitals if h not in entry.get("trained", {})]
         if away:
             entry["did_not_train"] = away  # lost, rejected, or not connected when the round was sampled
         self.history.append(entry)
-        auc = entry.get("val", {}).get(O.ALL_SITES, {}).get("auroc")
-        improved = auc is not None and (self.best_auroc is None or auc > self.best_auroc)
-        if improved:
-            self.best_round, self.best_auroc, self.best_val_histogram = global_round, auc, self._val
+        state = arrays.to_torch_state_dict()
+        self._pending = (global_round, state)
         if self.out_dir is not None:
-            state = arrays.to_torch_state_dict()
             save_checkpoint(self.out_dir / "last.pt", state, {"round": global_round, "metrics": entry})
             if self.card is not None:
-                write_card(self.out_dir / "last.pt", self.card(f"round {global_round} (the last so far)", auc, None))
+                write_card(self.out_dir / "last.pt", self.card(f"round {global_round} (the last so far)", None, None))
             server = self.server_state() if self.server_state is not None else {}
             if server:
                 tensors = {k: torch.from_numpy(np.array(v)) for k, v in server.items()}
                 save_checkpoint(self.out_dir / SERVER_STATE, tensors, {"round": global_round})
-            (self.out_dir / O.HISTORY).write_text(json.dumps(self.history, indent=2) + "\n")
-            (self.out_dir / O.TRAINED_WITH).write_text(json.dumps(self.trained_with, indent=2) + "\n")
-            if improved and self._val is not None:
-                save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})
-                if self.card is not None:
-                    kept = f"round {global_round} (best validation AUROC so far; no threshold until the run ends)"
-                    write_card(self.out_dir / "best.pt", self.card(kept, auc, None))
-                np.savez(self.out_dir / "best_val_histogram.npz", pos=self._val.pos, neg=self._val.neg)
-        self._round, self._val = {}, None
+            self._write_history()
+        self._round = {}
         self._lap()  # checkpoint writing is counted in neither phase
-        return None
+
+    def validated(self, replies: Sequence[RecordDict], *, own_exchange: bool) -> None:
+        """The hospitals' validation of the last trained round's model; keep it if it is the best so far.
+
+        ``replies`` hold evaluation metrics (``metrics``); ``own_exchange``: they came in an exchange of
+        their own (the last round's), timed as its ``evaluate_s``, rather than with the next round's training.
+        """
+        if self._pending is None:
+            raise RuntimeError("no trained round waits for its validation")
+        global_round, state = self._pending
+        self._pending = None
+        hists = histograms_by_site(replies)
+        val = sum(hists.values(), H.empty())
+        entry = next(e for e in reversed(self.history) if e["round"] == global_round)
+        entry["val"] = histogram_summary(hists, self.hospitals)
+        if own_exchange:
+            entry["evaluate_s"] = self._lap()
+            self._take_events(entry)
+        auc = entry["val"][O.ALL_SITES]["auroc"]
+        improved = auc is not None and (self.best_auroc is None or auc > self.best_auroc)
+        if improved:
+            self.best_round, self.best_auroc, self.best_val_histogram = global_round, auc, val
+        if self.out_dir is None:
+            return
+        if self.history[-1] is entry:  # last.pt holds this round: its sidecar and card get the validation too
+            (self.out_dir / "last.json").write_text(
+                json.dumps({"round": global_round, "metrics": entry}, indent=2) + "\n"
+            )
+            if self.card is not None:
+                write_card(self.out_dir / "last.pt", self.card(f"round {global_round} (the last so far)", auc, None))
+        self._write_history()
+        if improved:
+            save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})
+            if self.card is not None:
+                kept = f"round {global_round} (best validation AUROC so far; no threshold until the run ends)"
+                write_card(self.out_dir / "best.pt", self.card(kept, auc, None))
+            np.savez(self.out_dir / "best_val_histogram.npz", pos=val.pos, neg=val.neg)
+
+    def _write_history(self) -> None:
+        assert self.out_dir is not None
+        (self.out_dir / O.HISTORY).write_text(json.dumps(self.history, indent=2) + "\n")
+        (self.out_dir / O.TRAINED_WITH).write_text(json.dumps(self.trained_with, indent=2) + "\n")

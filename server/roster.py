@@ -12,8 +12,9 @@ shows the strategies one node per training hospital:
 * **a hospital that reconnects** under a new node id is taken back by its name, the final test
   round included;
 * **a malformed reply** (NaN or infinite weights, other names or shapes, missing metrics, wrong
-  histograms, an update that does not decode under ``federated.update-compression``) is rejected with
-  its reason and counted like a lost hospital.
+  histograms, a missing or malformed validation of the previous round's model, an update that does
+  not decode under ``federated.update-compression``) is rejected with its reason and counted like a
+  lost hospital.
 
 Replies come back in hospital order whatever their arrival order, so aggregation is deterministic.
 """
@@ -252,6 +253,11 @@ class HospitalGrid:
             if P.ARRAYS in m.content.array_records
         }
         sent_arrays = {node: _shapes(record) for node, record in sent.items()}
+        validates = {
+            m.metadata.dst_node_id: bool(m.content.config_records[P.CONFIG].get(P.VALIDATE, False))
+            for m in messages
+            if P.CONFIG in m.content.config_records
+        }
         events = RoundEvents(kind)
         kept: list[tuple[int, Message]] = []
         exchanged, unsent = self._exchange(messages)
@@ -259,6 +265,7 @@ class HospitalGrid:
             events.lost[self.hospital_of(node) or f"node {node}"] = "the SuperLink did not take its message"
         for node, reply in exchanged:
             name = self.hospital_of(node) or f"node {node}"
+            index = self.hospitals.index(name) if name in self.hospitals else -1
             if reply.has_error():
                 events.lost[name] = reply.error.reason or f"error {reply.error.code}"
                 kept.append((node, reply))  # the strategy counts it as a failure
@@ -274,11 +281,11 @@ class HospitalGrid:
                     if kind == MessageType.TRAIN and node in sent
                     else ""
                 )
-                or check_reply(
-                    reply.content,
-                    kind,
-                    sent_arrays.get(node),
-                    self.hospitals.index(name) if name in self.hospitals else -1,
+                or check_reply(reply.content, kind, sent_arrays.get(node), index)
+                or (
+                    check_validation(reply.content, validates.get(node, False), index)
+                    if kind == MessageType.TRAIN
+                    else ""
                 )
             )
             if problem:
@@ -375,6 +382,21 @@ def check_reply(content: RecordDict, kind: str, sent: dict[str, tuple[tuple[int,
             or _check_calibration(metrics, int(n), int(pos_hist.sum()))
         )
     return ""
+
+
+def check_validation(content: RecordDict, asked: bool, index: int) -> str:
+    """Why a training reply's validation of the weights it received cannot be used (``""`` when it can).
+
+    Asked for (:data:`~common.federation.protocol.VALIDATE`), it must be a valid evaluation reply's metrics; not
+    asked for, it must be absent (the strategies take exactly one metric record per reply).
+    """
+    val = content.metric_records.get(P.VAL_METRICS)
+    if val is None:
+        return "no validation of the weights it received, which the message asked for" if asked else ""
+    if not asked:
+        return "a validation the message did not ask for"
+    problem = check_reply(RecordDict({P.METRICS: val}), MessageType.EVALUATE, None, index)
+    return f"its validation: {problem}" if problem else ""
 
 
 def _check_subgroups(metrics: Any, pos_hist: np.ndarray, neg_hist: np.ndarray) -> str:

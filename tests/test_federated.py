@@ -88,6 +88,33 @@ def test_train_reply_holds_weights_aggregates_and_the_settings_used(
     assert used == planned_training(app, Hospital(2, "hospital_c", Path()), 1, 0.0)
 
 
+def test_a_training_message_that_asks_for_it_validates_the_weights_it_brings(
+    tiny_cohort: list[SiteStore], tiny_data_dir: Path
+) -> None:
+    # Prepare: one model's weights, sent once to train with validation and once to evaluate on val
+    app = _app(tiny_data_dir)
+    train = _message(MessageType.TRAIN, {P.SERVER_ROUND: 2, P.VALIDATE: True})
+    weights = train.content.array_records[P.ARRAYS]
+
+    def sent(kind: str, config: dict[str, float | int | str]) -> Message:
+        content = RecordDict({P.ARRAYS: weights, P.CONFIG: ConfigRecord(config)})
+        return Message(content=content, dst_node_id=12, message_type=kind)
+
+    evaluate, plain = sent(MessageType.EVALUATE, {P.EVAL_SPLIT: "val"}), sent(MessageType.TRAIN, {P.SERVER_ROUND: 2})
+
+    # Execute
+    fused = make_client_app()(train, _context(app, 1)).content
+    alone = make_client_app()(evaluate, _context(app, 1)).content
+    trained_only = make_client_app()(plain, _context(app, 1)).content
+
+    # Assert: the validation is the evaluation reply's, and training is as without it
+    assert dict(fused.metric_records[P.VAL_METRICS]) == dict(alone.metric_records[P.METRICS])
+    assert P.VAL_METRICS not in trained_only.metric_records
+    for (k, a), (_, b) in zip(fused.array_records[P.ARRAYS].items(), trained_only.array_records[P.ARRAYS].items(),
+                              strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+
+
 def test_an_int8_hospital_sends_its_update_in_a_quarter_of_the_bytes(tiny_data_dir: Path) -> None:
     # Prepare: the same hospital and round, once without compression and once with int8
     plain = _app(tiny_data_dir)

@@ -35,7 +35,14 @@ def honest(msg: Message, hospital: str) -> Message:
         return Message(RecordDict({P.CONFIG: ConfigRecord({P.HOSPITAL: hospital})}), reply_to=msg)
     if kind == MessageType.TRAIN:
         metrics = MetricRecord({P.NUM_EXAMPLES: 10, P.TRAIN_LOSS: 0.5, P.SITE_INDEX: site})
-        return Message(RecordDict({P.ARRAYS: _weights(1.0), P.METRICS: metrics}), reply_to=msg)
+        content = RecordDict({P.ARRAYS: _weights(1.0), P.METRICS: metrics})
+        if msg.content.config_records.get(P.CONFIG, ConfigRecord()).get(P.VALIDATE, False):
+            content[P.VAL_METRICS] = _evaluation(site)
+        return Message(content, reply_to=msg)
+    return Message(RecordDict({P.METRICS: _evaluation(site)}), reply_to=msg)
+
+
+def _evaluation(site: int) -> MetricRecord:
     pos, neg = [0] * H.N_BINS, [0] * H.N_BINS
     pos[-1], neg[0] = 2, 8
     metrics = MetricRecord({P.NUM_EXAMPLES: 10, P.NUM_PATIENTS: 8, P.SITE_INDEX: site})
@@ -43,7 +50,7 @@ def honest(msg: Message, hospital: str) -> Message:
     # two bootstrap replicates over its two occupied bins
     metrics.update({P.REP_BINS: [0, H.N_BINS - 1], P.REP_POS: [0, 2, 0, 3], P.REP_NEG: [8, 0, 7, 0]})
     metrics.update(EXTRAS)
-    return Message(RecordDict({P.METRICS: metrics}), reply_to=msg)
+    return metrics
 
 
 def _extras() -> dict[str, Any]:
@@ -409,3 +416,43 @@ def test_an_uncompressed_run_rejects_a_compressed_update() -> None:
         "encoded as 'int8', but this run's federated.update-compression is 'none'"
         in hg.events[-1].rejected["hospital_b"]
     )
+
+
+def _without_validation(reply: Message) -> None:
+    reply.content.metric_records.pop(P.VAL_METRICS)
+
+
+def _short_validation(reply: Message) -> None:
+    reply.content.metric_records[P.VAL_METRICS][P.POS_HIST] = [1, 2]
+
+
+def test_a_training_reply_must_carry_the_validation_its_message_asked_for_and_no_other() -> None:
+    # Prepare: b leaves out the validation asked for, c sends histograms of the wrong length
+    fake = FakeGrid(
+        {1: "hospital_a", 2: "hospital_b", 3: "hospital_c"},
+        answer={2: bad(_without_validation), 3: bad(_short_validation)},
+    )
+    hg = _grid(fake, min_hospitals=1)
+    hg.wait_for_all()
+    content = RecordDict({P.ARRAYS: _weights(), P.CONFIG: ConfigRecord({P.SERVER_ROUND: 2, P.VALIDATE: True})})
+    asked = [Message(content=content, dst_node_id=n, message_type=MessageType.TRAIN) for n in hg.get_node_ids()]
+
+    # Execute
+    replies = hg.send_and_receive(asked)
+    fake.answer = {1: lambda m, h: _with_validation(honest(m, h), HOSPITALS.index(h))}
+    unasked = _train(hg)
+
+    # Assert
+    assert [r.metadata.src_node_id for r in replies] == [1]
+    assert P.VAL_METRICS in replies[0].content.metric_records
+    assert hg.events[-2].rejected == {
+        "hospital_b": "no validation of the weights it received, which the message asked for",
+        "hospital_c": "its validation: score histograms of the wrong length",
+    }
+    assert [r.metadata.src_node_id for r in unasked] == [2, 3]
+    assert hg.events[-1].rejected == {"hospital_a": "a validation the message did not ask for"}
+
+
+def _with_validation(reply: Message, site: int) -> Message:
+    reply.content[P.VAL_METRICS] = _evaluation(site)
+    return reply

@@ -59,3 +59,47 @@ def test_hospitals_whose_data_were_prepared_differently_stop_the_run(tmp_path: P
     assert tracker.training_data["hospital_c"].positives == 2 and set(tracker.specs) == {"hospital_a", "hospital_c"}
     with pytest.raises(CardError, match=r"'hospital_a' and 'hospital_b' were prepared differently.*normalise"):
         tracker.aggregate_train([reply(1, "per_record")], P.NUM_EXAMPLES)
+
+
+def _val_reply(site: int, pos: int, neg: int) -> RecordDict:
+    """Validation metrics of one hospital: its positives in the top bin, negatives in the bottom one."""
+    from common.federation import histograms as H
+
+    p, n = [0] * H.N_BINS, [0] * H.N_BINS
+    p[-1], n[0] = pos, neg
+    return RecordDict({P.METRICS: MetricRecord({P.POS_HIST: p, P.NEG_HIST: n, P.SITE_INDEX: site})})
+
+
+def test_a_round_is_checkpointed_when_trained_and_kept_as_best_when_its_validation_arrives(tmp_path: Path) -> None:
+    # Prepare: a tracker that has trained round 1 (checkpoint written, validation pending)
+    import json
+
+    import torch
+    from flwr.app import ArrayRecord
+
+    from common.training.engine import load_checkpoint
+    from server.checkpoints import RoundTracker
+
+    names = ("hospital_a", "hospital_b")
+    tracker = RoundTracker(tmp_path, names)
+    tracker.aggregate_train([_train_reply(0, {}), _train_reply(1, {})], P.NUM_EXAMPLES)
+    tracker.end_train(1, ArrayRecord({"w": torch.ones(2)}))
+    assert tracker.awaiting_validation and not (tmp_path / "best.pt").exists()
+    assert json.loads((tmp_path / "last.json").read_text())["round"] == 1
+
+    # Execute: a stop here resumes awaiting round 1's validation; the run itself gets it with round 2's exchange
+    resumed, weights, _ = RoundTracker.resume(None, tmp_path, names)
+    tracker.aggregate_train([_train_reply(0, {}), _train_reply(1, {})], P.NUM_EXAMPLES)
+    tracker.validated([_val_reply(0, 2, 3), _val_reply(1, 1, 4)], own_exchange=False)
+    tracker.end_train(2, ArrayRecord({"w": torch.zeros(2)}))
+
+    # Assert
+    assert resumed.awaiting_validation and resumed.offset == 1 and torch.equal(weights["w"], torch.ones(2))
+    assert tracker.best_round == 1 and tracker.best_auroc == 1.0 and tracker.awaiting_validation
+    assert torch.equal(load_checkpoint(tmp_path / "best.pt")["w"], torch.ones(2))  # round 1's weights, not round 2's
+    assert torch.equal(load_checkpoint(tmp_path / "last.pt")["w"], torch.zeros(2))
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["round"] for h in history] == [1, 2] and "val" in history[0] and "val" not in history[1]
+    assert history[0]["val"]["sites"]["hospital_b"]["n"] == 5
+    with pytest.raises(RuntimeError, match="no trained round waits"):
+        RoundTracker(None, names).validated([], own_exchange=True)

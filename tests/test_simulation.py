@@ -41,6 +41,9 @@ def test_loho_never_trains_on_the_held_out_hospital(
     audit = res.messages
     train_nodes = {node for kind, node in audit["sent"] if kind == "train"}
     assert len(train_nodes) == 2
+    # one exchange per round (round 2's training validates round 1's model), the last round's validation, the test
+    kinds = [kind for kind, _ in audit["sent"] if kind != "query"]
+    assert kinds.count("train") == 2 * 2 and kinds.count("evaluate") == 2 + 2
     assert {audit["node_site"][str(n)] for n in train_nodes} == {"hospital_a", "hospital_c"}  # b never trained
     assert [h["round"] for h in res.history] == [1, 2]
     assert all(list(h["trained"]) == ["hospital_a", "hospital_c"] for h in res.history)

@@ -51,11 +51,17 @@ TRAINED_WITH: Final[str] = "trained-with"
 """Config key of a training reply: JSON of the settings the hospital actually trained with."""
 INPUT_SPEC: Final[str] = "input-spec"
 """Config key of a training reply: JSON of how the hospital's data were prepared (``common.models.card.InputSpec``)."""
+VAL_METRICS: Final[str] = "val-metrics"
+"""Metric record of a training reply whose message asked for :data:`VALIDATE`: the evaluation reply's metrics for
+the weights the hospital received, on its validation split."""
 UPDATE_COMPRESSION: Final[str] = "update-compression"
 """Config key of a training reply: how its arrays encode the update (``common.federation.compression``)."""
 # Config keys the server sends.
 SERVER_ROUND: Final[str] = "server-round"
 PROXIMAL_MU: Final[str] = "proximal-mu"
+VALIDATE: Final[str] = "validate"
+"""Config key of a training message: first score the received weights on the validation split (the previous round's
+model; its validation rides on this round's exchange instead of a message of its own)."""
 EVAL_SPLIT: Final[str] = "split"
 THRESHOLD: Final[str] = "threshold"
 N_BOOT: Final[str] = "n-boot"
