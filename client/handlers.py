@@ -58,7 +58,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         received = msg.content.array_records[P.ARRAYS]
         weights = received.to_torch_state_dict()
         # The previous round's model, validated in this round's exchange: one message per round, not two.
-        validation = validate(cfg, hospital, weights, "val") if config.get(P.VALIDATE, False) else None
+        validation = evaluate_split(cfg, hospital, weights, "val") if config.get(P.VALIDATE, False) else None
         res = local_train(weights, hospital_split(cfg, hospital, "train"), plan)
         metrics: dict[str, H.MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,
@@ -100,7 +100,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         cfg = settings(context)
         hospital = hospital_of(cfg, context.node_config)
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
-        metrics = validate(
+        metrics = evaluate_split(
             cfg,
             hospital,
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
@@ -113,7 +113,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
     return app
 
 
-def validate(
+def evaluate_split(
     cfg: AppConfig,
     hospital: Hospital,
     state: StateDict,

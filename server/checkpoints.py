@@ -121,8 +121,8 @@ class RoundTracker:
     """The grid's record of lost hospitals and rejected replies (:class:`server.roster.RoundEvents`), in order."""
     _events_seen: int = 0
     _round: dict[str, Any] = field(default_factory=dict)
-    _pending: tuple[int, dict[str, torch.Tensor]] | None = None
-    """The trained round whose model waits for its validation, with its weights (for ``best.pt``)."""
+    _pending: dict[str, torch.Tensor] | None = None
+    """The last trained round's weights (``history[-1]``) while they wait for their validation (for ``best.pt``)."""
     _mark: float = field(default_factory=time.perf_counter)
 
     def _lap(self) -> float:
@@ -158,7 +158,7 @@ class RoundTracker:
         server = {k: v.numpy() for k, v in load_checkpoint(state_file).items()} if state_file.is_file() else {}
         weights = load_checkpoint(checkpoint_dir / "last.pt")
         if tracker.history and "val" not in tracker.history[-1]:
-            tracker._pending = (tracker.offset, weights)  # stopped before its validation: the resumed run does it first
+            tracker._pending = weights  # stopped before its validation: the resumed run does it first
         return tracker, weights, server
 
     def aggregate_train(self, replies: list[RecordDict], weight_key: str) -> MetricRecord:
@@ -210,7 +210,7 @@ class RoundTracker:
             entry["did_not_train"] = away  # lost, rejected, or not connected when the round was sampled
         self.history.append(entry)
         state = arrays.to_torch_state_dict()
-        self._pending = (global_round, state)
+        self._pending = state
         if self.out_dir is not None:
             save_checkpoint(self.out_dir / "last.pt", state, {"round": global_round, "metrics": entry})
             if self.card is not None:
@@ -231,11 +231,11 @@ class RoundTracker:
         """
         if self._pending is None:
             raise RuntimeError("no trained round waits for its validation")
-        global_round, state = self._pending
-        self._pending = None
+        state, self._pending = self._pending, None
+        entry = self.history[-1]  # validated before the next round is recorded
+        global_round = entry["round"]
         hists = histograms_by_site(replies)
         val = sum(hists.values(), H.empty())
-        entry = next(e for e in reversed(self.history) if e["round"] == global_round)
         entry["val"] = histogram_summary(hists, self.hospitals)
         if own_exchange:
             entry["evaluate_s"] = self._lap()
@@ -246,12 +246,10 @@ class RoundTracker:
             self.best_round, self.best_auroc, self.best_val_histogram = global_round, auc, val
         if self.out_dir is None:
             return
-        if self.history[-1] is entry:  # last.pt holds this round: its sidecar and card get the validation too
-            (self.out_dir / "last.json").write_text(
-                json.dumps({"round": global_round, "metrics": entry}, indent=2) + "\n"
-            )
-            if self.card is not None:
-                write_card(self.out_dir / "last.pt", self.card(f"round {global_round} (the last so far)", auc, None))
+        # last.pt holds this round: its sidecar and card get the validation too
+        (self.out_dir / "last.json").write_text(json.dumps({"round": global_round, "metrics": entry}, indent=2) + "\n")
+        if self.card is not None:
+            write_card(self.out_dir / "last.pt", self.card(f"round {global_round} (the last so far)", auc, None))
         self._write_history()
         if improved:
             save_checkpoint(self.out_dir / "best.pt", state, {"round": global_round, "val_auroc": auc})

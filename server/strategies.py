@@ -53,7 +53,11 @@ def _options(cfg: FederatedConfig) -> dict[str, dict[str, Any]]:
 
 
 class _Resumable(FedAvg):
-    """Passes every strategy hook the global round: Flower's round plus ``round_offset``."""
+    """Passes the training hooks the global round: Flower's round plus ``round_offset``.
+
+    (``server.app.train_rounds`` drives the rounds and validates through the training messages, so the
+    strategies' evaluation hooks are never called.)
+    """
 
     round_offset: int = 0
 
@@ -66,14 +70,6 @@ class _Resumable(FedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         return super().aggregate_train(server_round + self.round_offset, replies)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return super().aggregate_evaluate(server_round + self.round_offset, replies)
 
 
 def _resumable(cls: type[FedAvg]) -> type[_Resumable]:
