@@ -19,8 +19,10 @@ from common.explain.checks import (
     j_profile,
     profile_offsets,
     record_masses,
+    summarise_occlusion,
     summarise_profiles,
     territory_leads,
+    window_occlusion,
 )
 from common.explain.maps import ExplainError, relevance, score_cam, target_layer
 from common.explain.report import select_cases
@@ -89,6 +91,23 @@ def test_deletion_of_the_relevant_cells_drops_the_score_faster_than_random() -> 
     assert by_rel[:, 0] == pytest.approx(by_rand[:, 0])
     assert np.all(curve_area(by_rel) < curve_area(by_rand))
     assert by_rel[:, 1] == pytest.approx(1 / (1 + np.exp(10.0)), abs=1e-6)  # the window zeroed within the first 5 %
+
+
+def test_window_occlusion_finds_the_window_the_model_reads_and_not_the_other() -> None:
+    # Prepare: ST-T windows over the window the toy reads on V2, QRS windows elsewhere; 100 Hz
+    model, (x, demo) = _OneWindow().eval(), _records(6)
+    stt, qrs = np.zeros(T, bool), np.zeros(T, bool)
+    stt[190:250], qrs[100:120] = True, True
+    leads = np.zeros(N_LEADS, bool)
+    leads[[LEAD_INDEX["V1"], LEAD]] = True
+    # Execute
+    occ = window_occlusion(model, x, demo, [{"ST-T": stt, "QRS": qrs}] * 6, [leads] * 6, None, 100.0)
+    summary = summarise_occlusion(occ)
+    # Assert: zeroing the read window takes the whole logit (20 x mean ~ 20, clipped at eps), the other nothing
+    assert occ["ST-T_drop"].min() > 5 and np.allclose(occ["QRS_drop"], 0.0, atol=1e-6)
+    assert occ["ST-T_seconds"].tolist() == [1.2] * 6 and occ["QRS_seconds"].tolist() == pytest.approx([0.4] * 6)
+    assert occ["ST-T_drop_per_s"].to_numpy() == pytest.approx(occ["ST-T_drop"].to_numpy() / 1.2)
+    assert summary["n"] == 6 and summary["p_STT_vs_QRS_drop_per_s"] < 0.05 and summary["QRS_drop"] == 0.0
 
 
 @pytest.mark.parametrize("name", [m for m in list_models()])
@@ -248,6 +267,9 @@ def test_fedami_explain_writes_figures_checks_and_links_them(
     if len(profiles):
         assert (out / "j_profile.png").stat().st_size > 5_000
         assert "Where in the beat" in (out / "explain.md").read_text()
+    occlusion = pd.read_csv(out / "occlusion.csv")
+    assert summary["occlusion"]["n"] == len(occlusion)
+    assert set(occlusion["record_id"]) <= set(rows.loc[rows["group"] == "TP", "record_id"])
     assert "explanations/gah-pooled/explain.md" in (small_run / "results.md").read_text()
 
 

@@ -13,6 +13,10 @@ For each record and method (:mod:`common.explain.maps`), with the record's own b
 * **profile around the J point**: the relevance of each beat from 200 ms before to 400 ms after its J point,
   relative to the record's mean (1 = chance), averaged over beats, on the territory's leads and on the others
   (all leads for a record without a territory): where in the beat a method looks, whatever the windows;
+* **window occlusion** (the model, not a map): for a true positive with a known territory, how far the score's
+  logit falls when the territory leads' ST-T windows, or their QRS windows, are zeroed, in total and per second
+  of signal removed; it says where the model's evidence lies, so a map that favours QRS while the model's
+  score falls more per second without ST-T misplaces that evidence;
 * **deletion**: the record's (lead, segment) cells are zeroed (the isoelectric line of a filtered record)
   in order of relevance, or in a random order, 0-50 % of the cells; the score must fall faster for the
   relevance order (a smaller area under the deletion curve).
@@ -182,6 +186,40 @@ def deletion_curves(
     return out[0], out[1]
 
 
+def window_occlusion(
+    model: nn.Module,
+    x: np.ndarray,
+    demo: np.ndarray,
+    windows: Sequence[dict[str, np.ndarray]],
+    leads: Sequence[np.ndarray],
+    cfg: TrainConfig | None,
+    fs: float,
+) -> pd.DataFrame:
+    """Per record: the logit drop when the ST-T, or the QRS, windows of ``leads[i]`` (a (12,) mask) are zeroed.
+
+    Columns ``<window>_drop`` (logit units), ``<window>_seconds`` (signal removed, summed over the leads) and
+    ``<window>_drop_per_s`` for ST-T and QRS.
+    """
+    out: dict[str, list[float]] = {f"{w}_{c}": [] for w in (STT, QRS) for c in ("drop", "seconds", "drop_per_s")}
+    for i in range(len(x)):
+        batch = [x[i]]
+        for w in (STT, QRS):
+            y = x[i].copy()
+            y[np.ix_(leads[i], windows[i][w])] = 0.0
+            batch.append(y)
+        with torch.no_grad():
+            xb = torch.from_numpy(np.stack(batch).astype(np.float32))
+            db = torch.from_numpy(np.repeat(demo[i : i + 1], len(batch), 0).astype(np.float32))
+            logit = torch.logit(score_records(model, xb, db, cfg).double(), eps=1e-6).numpy()
+        for k, w in enumerate((STT, QRS), start=1):
+            seconds = float(leads[i].sum() * windows[i][w].sum() / fs)
+            drop = float(logit[0] - logit[k])
+            out[f"{w}_drop"].append(drop)
+            out[f"{w}_seconds"].append(seconds)
+            out[f"{w}_drop_per_s"].append(drop / seconds if seconds > 0 else math.nan)
+    return pd.DataFrame(out)
+
+
 def curve_area(scores: np.ndarray, fractions: Sequence[float] = DELETION_FRACTIONS) -> np.ndarray:
     """Area under each deletion curve, divided by the deleted range: the mean score while deleting."""
     f = np.asarray(fractions, np.float64)
@@ -200,6 +238,8 @@ class CheckRows:
     profiles: pd.DataFrame
     """One row per (method, record, leads) with the record's group and its J-point profile
     (:func:`j_profile`) in columns named by their offset in ms."""
+    occlusion: pd.DataFrame
+    """One row per true positive with a known territory: :func:`window_occlusion` with its ``record_id``."""
 
 
 def check_records(
@@ -235,13 +275,24 @@ def check_records(
     profiles: list[dict[str, Any]] = []
     offsets = [f"{v:g}" for v in profile_offsets(fs)]
     ok = np.array([w is not None for w in windows])
+    terr_of = [territory_leads(territory.iloc[i]) if labels[i] == 1 else None for i in range(len(x))]
+    picked = [
+        (i, w, terr)
+        for i, (w, terr) in enumerate(zip(windows, terr_of, strict=True))
+        if w is not None and terr is not None and groups[i] == "TP"
+    ]
+    occ = [i for i, _, _ in picked]
+    occlusion = window_occlusion(
+        model, x[occ], demo[occ], [w for _, w, _ in picked], [t for _, _, t in picked], cfg, fs
+    )
+    occlusion.insert(0, "record_id", meta["record_id"].iloc[occ].to_numpy())
     for method, rel in maps.items():
         by_rel, by_rand = deletion_curves(model, x[ok], demo[ok], rel[ok], cfg, fs, seed=seed)
         area_rel, area_rand = curve_area(by_rel), curve_area(by_rand)
         for j, i in enumerate(np.flatnonzero(ok).tolist()):
             w, b = windows[i], beats[i]
             assert w is not None and b is not None
-            terr = territory_leads(territory.iloc[i]) if labels[i] == 1 else None
+            terr = terr_of[i]
             record = {"method": method, "record_id": meta["record_id"].iloc[i], "group": groups[i]}
             for leads, prof in j_profile(rel[i], b, terr).items():
                 profiles.append({**record, "leads": leads, **dict(zip(offsets, prof.tolist(), strict=True))})
@@ -258,6 +309,7 @@ def check_records(
         pd.DataFrame(rows),
         pd.DataFrame(skipped, columns=["record_id", "reason"]),
         pd.DataFrame(profiles, columns=["method", "record_id", "group", "leads", *offsets]),
+        occlusion,
     )
 
 
@@ -293,6 +345,18 @@ def summarise_profiles(profiles: pd.DataFrame) -> dict[str, dict[str, dict[str, 
                 }  # fmt: skip
         out[str(method)] = curves
     return out
+
+
+def summarise_occlusion(occlusion: pd.DataFrame) -> dict[str, Any]:
+    """Medians of :func:`window_occlusion`'s drops, and one-sided Wilcoxon p for ST-T > QRS (total, per second)."""
+    s: dict[str, Any] = {"n": len(occlusion)}
+    for w, key in ((STT, "STT"), (QRS, "QRS")):
+        s[f"{key}_drop"] = _median(occlusion[f"{w}_drop"]) if len(occlusion) else None
+        s[f"{key}_drop_per_s"] = _median(occlusion[f"{w}_drop_per_s"]) if len(occlusion) else None
+    for suffix in ("drop", "drop_per_s"):
+        d = (occlusion[f"{STT}_{suffix}"] - occlusion[f"{QRS}_{suffix}"]).to_numpy(np.float64)
+        s[f"p_STT_vs_QRS_{suffix}"] = _one_sided_wilcoxon(d)
+    return s
 
 
 def summarise_checks(rows: pd.DataFrame, profiles: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
