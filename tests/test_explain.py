@@ -108,6 +108,31 @@ def test_window_occlusion_finds_the_window_the_model_reads_and_not_the_other() -
     assert occ["ST-T_seconds"].tolist() == [1.2] * 6 and occ["QRS_seconds"].tolist() == pytest.approx([0.4] * 6)
     assert occ["ST-T_drop_per_s"].to_numpy() == pytest.approx(occ["ST-T_drop"].to_numpy() / 1.2)
     assert summary["n"] == 6 and summary["p_STT_vs_QRS_drop_per_s"] < 0.05 and summary["QRS_drop"] == 0.0
+    # kept alone, the read window carries the whole logit (-10 on the all-zero record, about +10 on it alone)
+    assert occ["ST-T_kept_gain"].min() > 15 and np.allclose(occ["QRS_kept_gain"], 0.0, atol=1e-6)
+    assert occ["ST-T_kept_gain_per_s"].to_numpy() == pytest.approx(occ["ST-T_kept_gain"].to_numpy() / 1.2)
+    assert summary["p_STT_vs_QRS_kept_gain"] < 0.05
+
+
+class _InContext(nn.Module):
+    """A toy that reads V2's window only beside its 'QRS' (samples 100-120): the product of the two means."""
+
+    def forward(self, x: torch.Tensor, demo: torch.Tensor) -> torch.Tensor:
+        return 20.0 * x[:, LEAD, WINDOW].mean(-1) * x[:, LEAD, 100:120].mean(-1) - 10.0
+
+
+def test_a_window_read_only_in_context_counts_when_zeroed_but_not_when_kept_alone() -> None:
+    # Prepare
+    model, (x, demo) = _InContext().eval(), _records(6, seed=1)
+    stt, qrs = np.zeros(T, bool), np.zeros(T, bool)
+    stt[190:250], qrs[100:120] = True, True
+    leads = np.zeros(N_LEADS, bool)
+    leads[LEAD] = True
+    # Execute
+    occ = window_occlusion(model, x, demo, [{"ST-T": stt, "QRS": qrs}] * 6, [leads] * 6, None, 100.0)
+    # Assert: zeroing either window takes the logit to the all-zero record's; keeping either alone gains nothing
+    assert occ["ST-T_drop"].min() > 15 and occ["QRS_drop"].min() > 15
+    assert np.allclose(occ[["ST-T_kept_gain", "QRS_kept_gain"]].to_numpy(), 0.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", [m for m in list_models()])

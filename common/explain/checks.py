@@ -16,7 +16,8 @@ For each record and method (:mod:`common.explain.maps`), with the record's own b
 * **window occlusion** (the model, not a map): for a true positive with a known territory, how far the score's
   logit falls when the territory leads' ST-T windows, or their QRS windows, are zeroed, in total and per second
   of signal removed; it says where the model's evidence lies, so a map that favours QRS while the model's
-  score falls more per second without ST-T misplaces that evidence;
+  score falls more per second without ST-T misplaces that evidence; beside it, the logit gain when only those
+  windows are kept (the rest of the record zeroed), the kind of masked input Score-CAM weighs its maps by;
 * **deletion**: the record's (lead, segment) cells are zeroed (the isoelectric line of a filtered record)
   in order of relevance, or in a random order, 0-50 % of the cells; the score must fall faster for the
   relevance order (a smaller area under the deletion curve).
@@ -195,28 +196,35 @@ def window_occlusion(
     cfg: TrainConfig | None,
     fs: float,
 ) -> pd.DataFrame:
-    """Per record: the logit drop when the ST-T, or the QRS, windows of ``leads[i]`` (a (12,) mask) are zeroed.
+    """Per record: the logit drop when the ST-T, or the QRS, windows of ``leads[i]`` (a (12,) mask) are zeroed,
+    and the logit gain over the all-zero record when only those windows are kept.
 
-    Columns ``<window>_drop`` (logit units), ``<window>_seconds`` (signal removed, summed over the leads) and
-    ``<window>_drop_per_s`` for ST-T and QRS.
+    Columns ``<window>_drop`` (logit units), ``<window>_seconds`` (signal removed, summed over the leads),
+    ``<window>_drop_per_s``, ``<window>_kept_gain`` and ``<window>_kept_gain_per_s`` for ST-T and QRS. Keeping
+    a window alone is the kind of input Score-CAM scores (the record zeroed outside a mask): a window the model
+    reads only beside the rest of the record gains little there, however far zeroing it drops the score.
     """
-    out: dict[str, list[float]] = {f"{w}_{c}": [] for w in (STT, QRS) for c in ("drop", "seconds", "drop_per_s")}
+    cols = ("drop", "seconds", "drop_per_s", "kept_gain", "kept_gain_per_s")
+    out: dict[str, list[float]] = {f"{w}_{c}": [] for w in (STT, QRS) for c in cols}
     for i in range(len(x)):
-        batch = [x[i]]
+        batch = [x[i], np.zeros_like(x[i])]
         for w in (STT, QRS):
-            y = x[i].copy()
-            y[np.ix_(leads[i], windows[i][w])] = 0.0
-            batch.append(y)
+            cells = np.ix_(leads[i], windows[i][w])
+            zeroed, kept = x[i].copy(), np.zeros_like(x[i])
+            zeroed[cells], kept[cells] = 0.0, x[i][cells]
+            batch += [zeroed, kept]
         with torch.no_grad():
             xb = torch.from_numpy(np.stack(batch).astype(np.float32))
             db = torch.from_numpy(np.repeat(demo[i : i + 1], len(batch), 0).astype(np.float32))
             logit = torch.logit(score_records(model, xb, db, cfg).double(), eps=1e-6).numpy()
-        for k, w in enumerate((STT, QRS), start=1):
+        for k, w in enumerate((STT, QRS)):
             seconds = float(leads[i].sum() * windows[i][w].sum() / fs)
-            drop = float(logit[0] - logit[k])
+            drop, gain = float(logit[0] - logit[2 + 2 * k]), float(logit[3 + 2 * k] - logit[1])
             out[f"{w}_drop"].append(drop)
             out[f"{w}_seconds"].append(seconds)
             out[f"{w}_drop_per_s"].append(drop / seconds if seconds > 0 else math.nan)
+            out[f"{w}_kept_gain"].append(gain)
+            out[f"{w}_kept_gain_per_s"].append(gain / seconds if seconds > 0 else math.nan)
     return pd.DataFrame(out)
 
 
@@ -348,12 +356,12 @@ def summarise_profiles(profiles: pd.DataFrame) -> dict[str, dict[str, dict[str, 
 
 
 def summarise_occlusion(occlusion: pd.DataFrame) -> dict[str, Any]:
-    """Medians of :func:`window_occlusion`'s drops, and one-sided Wilcoxon p for ST-T > QRS (total, per second)."""
+    """Medians of :func:`window_occlusion`'s drops and kept-alone gains, and one-sided Wilcoxon p for
+    ST-T > QRS (total, per second)."""
     s: dict[str, Any] = {"n": len(occlusion)}
-    for w, key in ((STT, "STT"), (QRS, "QRS")):
-        s[f"{key}_drop"] = _median(occlusion[f"{w}_drop"]) if len(occlusion) else None
-        s[f"{key}_drop_per_s"] = _median(occlusion[f"{w}_drop_per_s"]) if len(occlusion) else None
-    for suffix in ("drop", "drop_per_s"):
+    for suffix in ("drop", "drop_per_s", "kept_gain", "kept_gain_per_s"):
+        for w, key in ((STT, "STT"), (QRS, "QRS")):
+            s[f"{key}_{suffix}"] = _median(occlusion[f"{w}_{suffix}"]) if len(occlusion) else None
         d = (occlusion[f"{STT}_{suffix}"] - occlusion[f"{QRS}_{suffix}"]).to_numpy(np.float64)
         s[f"p_STT_vs_QRS_{suffix}"] = _one_sided_wilcoxon(d)
     return s

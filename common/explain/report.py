@@ -286,23 +286,28 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         md += [
             "### Where the model's evidence lies: occluding the injured territory's windows",
             "",
-            "True positives with a known territory: the drop of the score's logit when the territory leads' ST-T "
-            "windows, or their QRS windows, are zeroed (medians; per second: over the signal removed, summed over "
-            "the leads). This measures the model, not a map: where it says ST-T and a map's enrichment says QRS, "
-            f"the map misplaces the model's evidence. Every record: `{OCCLUSION_FILE}`.",
+            "True positives with a known territory. *Zeroed*: the drop of the score's logit when the territory "
+            "leads' ST-T windows, or their QRS windows, are zeroed. *Kept alone*: the logit gain over the all-zero "
+            "record when only those windows are kept, the kind of masked input Score-CAM weighs its maps by. "
+            "Medians; per second: over the signal zeroed or kept, summed over the leads. Zeroing measures the "
+            "model, not a map: where it says ST-T and a map's enrichment says QRS, the map misplaces the model's "
+            "evidence; where a window counts when zeroed but not when kept alone, the model reads it only beside "
+            f"the rest of the record, which masked inputs take away. Every record: `{OCCLUSION_FILE}`.",
             "",
             markdown_table(
                 pd.DataFrame(
                     [
                         {
+                            "test": title,
                             "records": occ["n"],
-                            "ST-T logit drop": format_value(occ["STT_drop"]),
-                            "QRS logit drop": format_value(occ["QRS_drop"]),
-                            "p ST-T>QRS": _p(occ["p_STT_vs_QRS_drop"]),
-                            "ST-T drop per s": format_value(occ["STT_drop_per_s"]),
-                            "QRS drop per s": format_value(occ["QRS_drop_per_s"]),
-                            "p per s ST-T>QRS": _p(occ["p_STT_vs_QRS_drop_per_s"]),
+                            "ST-T": format_value(occ[f"STT_{key}"]),
+                            "QRS": format_value(occ[f"QRS_{key}"]),
+                            "p ST-T>QRS": _p(occ[f"p_STT_vs_QRS_{key}"]),
+                            "ST-T per s": format_value(occ[f"STT_{key}_per_s"]),
+                            "QRS per s": format_value(occ[f"QRS_{key}_per_s"]),
+                            "p per s ST-T>QRS": _p(occ[f"p_STT_vs_QRS_{key}_per_s"]),
                         }
+                        for title, key in (("zeroed: logit drop", "drop"), ("kept alone: logit gain", "kept_gain"))
                     ]
                 )
             ),
