@@ -93,15 +93,21 @@ def test_deletion_of_the_relevant_cells_drops_the_score_faster_than_random() -> 
     assert by_rel[:, 1] == pytest.approx(1 / (1 + np.exp(10.0)), abs=1e-6)  # the window zeroed within the first 5 %
 
 
-def test_window_occlusion_finds_the_window_the_model_reads_and_not_the_other() -> None:
-    # Prepare: ST-T windows over the window the toy reads on V2, QRS windows elsewhere; 100 Hz
-    model, (x, demo) = _OneWindow().eval(), _records(6)
+def _occlude(model: nn.Module, x: np.ndarray, demo: np.ndarray, lead_indices: list[int]) -> pd.DataFrame:
+    """:func:`window_occlusion` at 100 Hz with ST-T windows over samples 190-250 (around the toys' read window)
+    and QRS windows over 100-120, on the leads ``lead_indices`` of every record."""
     stt, qrs = np.zeros(T, bool), np.zeros(T, bool)
     stt[190:250], qrs[100:120] = True, True
     leads = np.zeros(N_LEADS, bool)
-    leads[[LEAD_INDEX["V1"], LEAD]] = True
+    leads[lead_indices] = True
+    return window_occlusion(model, x, demo, [{"ST-T": stt, "QRS": qrs}] * len(x), [leads] * len(x), None, 100.0)
+
+
+def test_window_occlusion_finds_the_window_the_model_reads_and_not_the_other() -> None:
+    # Prepare: ST-T windows over the window the toy reads on V2, QRS windows elsewhere; 100 Hz
+    model, (x, demo) = _OneWindow().eval(), _records(6)
     # Execute
-    occ = window_occlusion(model, x, demo, [{"ST-T": stt, "QRS": qrs}] * 6, [leads] * 6, None, 100.0)
+    occ = _occlude(model, x, demo, [LEAD_INDEX["V1"], LEAD])
     summary = summarise_occlusion(occ)
     # Assert: zeroing the read window takes the whole logit (20 x mean ~ 20, clipped at eps), the other nothing
     assert occ["ST-T_drop"].min() > 5 and np.allclose(occ["QRS_drop"], 0.0, atol=1e-6)
@@ -124,12 +130,8 @@ class _InContext(nn.Module):
 def test_a_window_read_only_in_context_counts_when_zeroed_but_not_when_kept_alone() -> None:
     # Prepare
     model, (x, demo) = _InContext().eval(), _records(6, seed=1)
-    stt, qrs = np.zeros(T, bool), np.zeros(T, bool)
-    stt[190:250], qrs[100:120] = True, True
-    leads = np.zeros(N_LEADS, bool)
-    leads[LEAD] = True
     # Execute
-    occ = window_occlusion(model, x, demo, [{"ST-T": stt, "QRS": qrs}] * 6, [leads] * 6, None, 100.0)
+    occ = _occlude(model, x, demo, [LEAD])
     # Assert: zeroing either window takes the logit to the all-zero record's; keeping either alone gains nothing
     assert occ["ST-T_drop"].min() > 15 and occ["QRS_drop"].min() > 15
     assert np.allclose(occ[["ST-T_kept_gain", "QRS_kept_gain"]].to_numpy(), 0.0, atol=1e-6)

@@ -217,14 +217,13 @@ def window_occlusion(
             xb = torch.from_numpy(np.stack(batch).astype(np.float32))
             db = torch.from_numpy(np.repeat(demo[i : i + 1], len(batch), 0).astype(np.float32))
             logit = torch.logit(score_records(model, xb, db, cfg).double(), eps=1e-6).numpy()
-        for k, w in enumerate((STT, QRS)):
+        full, none = logit[0], logit[1]
+        for w, (zeroed_logit, kept_logit) in zip((STT, QRS), logit[2:].reshape(2, 2), strict=True):
             seconds = float(leads[i].sum() * windows[i][w].sum() / fs)
-            drop, gain = float(logit[0] - logit[2 + 2 * k]), float(logit[3 + 2 * k] - logit[1])
-            out[f"{w}_drop"].append(drop)
             out[f"{w}_seconds"].append(seconds)
-            out[f"{w}_drop_per_s"].append(drop / seconds if seconds > 0 else math.nan)
-            out[f"{w}_kept_gain"].append(gain)
-            out[f"{w}_kept_gain_per_s"].append(gain / seconds if seconds > 0 else math.nan)
+            for name, v in (("drop", full - zeroed_logit), ("kept_gain", kept_logit - none)):
+                out[f"{w}_{name}"].append(float(v))
+                out[f"{w}_{name}_per_s"].append(float(v) / seconds if seconds > 0 else math.nan)
     return pd.DataFrame(out)
 
 
@@ -361,7 +360,7 @@ def summarise_occlusion(occlusion: pd.DataFrame) -> dict[str, Any]:
     s: dict[str, Any] = {"n": len(occlusion)}
     for suffix in ("drop", "drop_per_s", "kept_gain", "kept_gain_per_s"):
         for w, key in ((STT, "STT"), (QRS, "QRS")):
-            s[f"{key}_{suffix}"] = _median(occlusion[f"{w}_{suffix}"]) if len(occlusion) else None
+            s[f"{key}_{suffix}"] = _median(occlusion[f"{w}_{suffix}"])
         d = (occlusion[f"{STT}_{suffix}"] - occlusion[f"{QRS}_{suffix}"]).to_numpy(np.float64)
         s[f"p_STT_vs_QRS_{suffix}"] = _one_sided_wilcoxon(d)
     return s
