@@ -19,6 +19,7 @@ from common.federation import histograms as H
 from common.federation import protocol as P
 from common.federation.hospital import (
     Hospital,
+    LocalEvalResult,
     StateDict,
     app_config,
     claimed_hospital,
@@ -58,7 +59,9 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         received = msg.content.array_records[P.ARRAYS]
         weights = received.to_torch_state_dict()
         # The previous round's model, validated in this round's exchange: one message per round, not two.
-        validation = evaluate_split(cfg, hospital, weights, "val") if config.get(P.VALIDATE, False) else None
+        validation = None
+        if config.get(P.VALIDATE, False):
+            validation = evaluation_metrics(evaluate_split(cfg, hospital, weights, "val"), hospital.index)
         res = local_train(weights, hospital_split(cfg, hospital, "train"), plan)
         metrics: dict[str, H.MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,
@@ -100,7 +103,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         cfg = settings(context)
         hospital = hospital_of(cfg, context.node_config)
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
-        metrics = evaluate_split(
+        res = evaluate_split(
             cfg,
             hospital,
             msg.content.array_records[P.ARRAYS].to_torch_state_dict(),
@@ -108,9 +111,19 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
             P.number(config, P.THRESHOLD) if P.THRESHOLD in config else None,
             int(P.number(config, P.N_BOOT)) if P.N_BOOT in config else None,
         )
-        return Message(RecordDict({P.METRICS: MetricRecord(metrics)}), reply_to=msg)
+        return Message(evaluation_content(res, hospital.index), reply_to=msg)
 
     return app
+
+
+def evaluation_content(res: LocalEvalResult, site_index: int) -> RecordDict:
+    """An evaluation reply's content: the metric record and, in a test round, the replicate arrays."""
+    content: dict[str, ArrayRecord | MetricRecord | ConfigRecord] = {
+        P.METRICS: MetricRecord(evaluation_metrics(res, site_index))
+    }
+    if replicates := H.replicate_arrays(res.replicates, res.subgroups):
+        content[P.REPLICATES] = ArrayRecord({k: Array(v) for k, v in replicates.items()})
+    return RecordDict(content)
 
 
 def evaluate_split(
@@ -120,9 +133,9 @@ def evaluate_split(
     split: str,
     threshold: float | None = None,
     n_boot: int | None = None,
-) -> dict[str, H.MetricValue]:
-    """An evaluation reply's metrics: ``state`` scored on the hospital's ``split``, reduced to aggregates."""
-    res = local_evaluate(
+) -> LocalEvalResult:
+    """``state`` scored on the hospital's ``split``, reduced to what an evaluation reply may carry."""
+    return local_evaluate(
         state,
         hospital_split(cfg, hospital, split),
         local_train_config(cfg, cfg.train.seed),
@@ -130,4 +143,3 @@ def evaluate_split(
         n_boot=n_boot,
         boot_seed=H.hospital_seed(cfg.train.seed, hospital.index),
     )
-    return evaluation_metrics(res, hospital.index)

@@ -31,6 +31,7 @@ from common.federation import protocol as P
 from common.federation import results as R
 from common.models.card import HospitalData, InputSpec, ModelCard, common_spec, write_card
 from common.training.engine import load_checkpoint, save_checkpoint
+from server.roster import evaluation_values
 
 SERVER_STATE: Final[str] = "server_state.pt"
 
@@ -55,15 +56,13 @@ def histograms_by_site(replies: Sequence[RecordDict]) -> dict[int, H.ScoreHistog
 
 def site_test(reply: RecordDict, names: Sequence[str]) -> R.SiteTest:
     """A checked test reply (``server.roster.check_reply``) as plain objects."""
-    m = _metrics(reply)
+    m = evaluation_values(reply)
     counts = H.ThresholdCounts(*(int(P.number(m, k)) for k in (P.TP, P.FP, P.TN, P.FN))) if P.TP in m else None
     replicates = None
     if P.REP_BINS in m:
         bins = np.asarray(m[P.REP_BINS], np.int64)
         rows = (-1, len(bins))
-        replicates = H.ReplicateHistograms(
-            bins, np.asarray(m[P.REP_POS]).reshape(rows), np.asarray(m[P.REP_NEG]).reshape(rows)
-        )
+        replicates = H.ReplicateHistograms(bins, m[P.REP_POS].reshape(rows), m[P.REP_NEG].reshape(rows))
     return R.SiteTest(
         hospital=names[site_index(reply)],
         histogram=_histogram(reply),

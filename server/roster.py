@@ -329,6 +329,16 @@ def decode_update(content: RecordDict, sent: ArrayRecord, method: str) -> str:
     return ""
 
 
+def evaluation_values(content: RecordDict) -> dict[str, Any]:
+    """An evaluation reply's metrics and its replicate arrays (:data:`~common.federation.protocol.REPLICATES`) in
+    one mapping, by protocol key."""
+    values: dict[str, Any] = dict(content.metric_records.get(P.METRICS, {}))
+    replicates = content.array_records.get(P.REPLICATES)
+    if replicates is not None:
+        values.update({k: a.numpy() for k, a in replicates.items()})
+    return values
+
+
 def check_reply(content: RecordDict, kind: str, sent: dict[str, tuple[tuple[int, ...], str]] | None, index: int) -> str:
     """Why a reply cannot be used (``""`` when it can): what a hospital sends is checked, never trusted."""
     metrics = content.metric_records.get(P.METRICS)
@@ -376,9 +386,13 @@ def check_reply(content: RecordDict, kind: str, sent: dict[str, tuple[tuple[int,
         if not 1 <= patients <= n:
             return f"{P.NUM_PATIENTS} = {patients:g} for {int(n)} ECGs"
         pos_hist, neg_hist = counts[: H.N_BINS], counts[H.N_BINS :]
+        try:
+            values = evaluation_values(content)
+        except Exception as err:  # an array that does not decode: whatever numpy makes of the bytes it got
+            return f"replicate arrays that do not decode: {err}"
         return (
-            _check_replicates(metrics, pos_hist + neg_hist)
-            or _check_subgroups(metrics, pos_hist, neg_hist)
+            _check_replicates(values, pos_hist + neg_hist)
+            or _check_subgroups(values, pos_hist, neg_hist)
             or _check_calibration(metrics, int(n), int(pos_hist.sum()))
         )
     return ""
@@ -455,18 +469,21 @@ def _check_calibration(metrics: Any, n: int, positives: int) -> str:
     return ""
 
 
-def _check_replicates(metrics: Any, per_bin: np.ndarray) -> str:
-    """Bootstrap replicates, where sent: in the bins its ECGs fill, whole rows, no negative count."""
-    if P.REP_BINS not in metrics:
+def _check_replicates(values: Any, per_bin: np.ndarray) -> str:
+    """Bootstrap replicates, where sent: integer arrays of one row per replicate over the bins its ECGs fill, no
+    negative count."""
+    if P.REP_BINS not in values:
         return ""
-    bins, pos, neg = (metrics.get(k) for k in (P.REP_BINS, P.REP_POS, P.REP_NEG))
-    if not all(isinstance(v, list) for v in (bins, pos, neg)):
-        return "bootstrap replicates that are not lists"
+    bins, pos, neg = (values.get(k) for k in (P.REP_BINS, P.REP_POS, P.REP_NEG))
+    if not isinstance(bins, list) or not all(isinstance(v, np.ndarray) for v in (pos, neg)):
+        return "bootstrap replicates that are not a bin list and two arrays"
     b = np.asarray(bins)
-    if len(b) == 0 or len(pos) != len(neg) or len(pos) % len(b) or not np.issubdtype(b.dtype, np.integer):
+    if not all(np.issubdtype(a.dtype, np.integer) for a in (b, pos, neg)):
+        return "bootstrap replicates that are not integer counts"
+    if len(b) == 0 or pos.ndim != 2 or pos.shape != neg.shape or pos.shape[1] != len(b) or not pos.shape[0]:
         return "bootstrap replicates of the wrong shape"
     if set(b.tolist()) != set(np.flatnonzero(per_bin).tolist()) or (np.diff(b) <= 0).any():
         return "bootstrap replicates in other bins than its ECGs"
-    if min(min(pos), min(neg)) < 0:
+    if min(pos.min(), neg.min()) < 0:
         return "negative counts in bootstrap replicates"
     return ""

@@ -1,4 +1,4 @@
-"""benchmarks/bench_deployment.py's memory sampler on a real process tree; the whole benchmark is run by hand."""
+"""benchmarks/bench_deployment.py's process sampler on real process trees; the whole benchmark is run by hand."""
 
 from __future__ import annotations
 
@@ -43,3 +43,18 @@ def test_the_sampler_sees_a_childs_memory_in_its_tree() -> None:
     assert 200 * 2**20 <= sampler.tree_peak["tree"] < 400 * 2**20
     assert sampler.kind_peak["other"] >= 200 * 2**20
     assert len(sampler.started["other"]) == 2  # the parent and its child
+    # both were idle after the start-up: a fraction of a second of CPU each, counted under their kind
+    assert set(sampler.cpu_by_kind()) == {"other"} and 0 < sampler.cpu_by_kind()["other"] < 3
+
+
+def test_the_sampler_counts_the_cpu_a_busy_process_used() -> None:
+    spin = "import time\nwhile time.process_time() < 1.5: pass"  # 1.5 s of CPU, however busy the cores are
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    sampler = B.MemorySampler({"busy": busy.pid})
+    sampler.start()
+    busy.wait()
+    time.sleep(0.5)
+    sampler.halt.set()
+    sampler.join()
+    # the last sample may miss up to one interval of it
+    assert 1.5 - 2 * B.SAMPLE_S <= sampler.cpu_by_kind()["other"] <= 2.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -65,11 +66,12 @@ def _records(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(0, 0.1, (n, N_LEADS, T)).astype(np.float32) + 1.0, np.zeros((n, N_DEMO), np.float32)
 
 
-def test_score_cam_finds_the_one_window_a_model_reads() -> None:
+@pytest.mark.parametrize("masks", ["keep", "delete"])
+def test_score_cam_finds_the_one_window_a_model_reads(masks: Literal["keep", "delete"]) -> None:
     # Prepare
     model, (x, demo) = _OneWindow().eval(), _records(3)
     # Execute
-    rel = score_cam(model, x, demo)
+    rel = score_cam(model, x, demo, masks=masks)
     # Assert: nearly all relevance on V2 inside the window, none elsewhere on V2 or on any other lead
     inside = rel[:, LEAD, WINDOW].sum((1,))
     assert rel.shape == x.shape and (rel >= 0).all()
@@ -137,6 +139,28 @@ def test_a_window_read_only_in_context_counts_when_zeroed_but_not_when_kept_alon
     assert np.allclose(occ[["ST-T_kept_gain", "QRS_kept_gain"]].to_numpy(), 0.0, atol=1e-6)
 
 
+class _InContextCam(_OneWindow):
+    """:class:`_InContext` with :class:`_OneWindow`'s activation maps, for Score-CAM."""
+
+    def forward(self, x: torch.Tensor, demo: torch.Tensor) -> torch.Tensor:
+        self.features(x)
+        return _InContext()(x, demo)
+
+
+def test_deletion_masks_find_what_a_model_reads_only_in_context_and_keep_masks_do_not() -> None:
+    # Prepare: the toy's logit is 20 x (V2's window mean) x (V2's 'QRS' mean) - 10, about +10 on these records
+    model, (x, demo) = _InContextCam().eval(), _records(3, seed=2)
+    read = np.zeros(T, bool)
+    read[100:120], read[WINDOW] = True, True
+    # Execute
+    kept, deleted = (score_cam(model, x, demo, masks=m) for m in ("keep", "delete"))
+    # Assert: a kept box alone leaves the product at 0 (every gain 0: the maps' plain mean, spread everywhere);
+    # deleting the 'QRS' box (or half the window) drops the logit by 20 (10): V2's read samples take the mass
+    share = lambda rel: rel[:, LEAD, read].sum(-1) / rel.sum((1, 2))  # noqa: E731
+    assert np.all(share(deleted) > 0.9)
+    assert np.all(share(kept) < 3 * read.mean() / N_LEADS)
+
+
 @pytest.mark.parametrize("name", [m for m in list_models()])
 def test_every_registered_model_is_explained_deterministically(name: str) -> None:
     # Prepare
@@ -144,7 +168,8 @@ def test_every_registered_model_is_explained_deterministically(name: str) -> Non
     model = create_model(name).eval()
     x, demo = _records(2)
     # Execute
-    maps = {m: relevance(m, model, x, demo, batch_size=256) for m in ("scorecam", "integrated_gradients")}
+    methods = ("scorecam", "scorecam_delete", "integrated_gradients")
+    maps = {m: relevance(m, model, x, demo, batch_size=256) for m in methods}
     # Assert: shape, finite, non-negative; one record alone (a rerun in another batch) gets exactly its map
     for m, rel in maps.items():
         assert rel.shape == x.shape and np.isfinite(rel).all() and (rel >= 0).all(), m
@@ -165,7 +190,7 @@ def test_attention_map_is_the_models_own_weights_upsampled() -> None:
 
 def test_unknown_method_layer_and_attention_less_model_are_refused_clearly() -> None:
     model, (x, demo) = create_model("cnn1d").eval(), _records(1)
-    with pytest.raises(ExplainError, match="known: scorecam, attention, integrated_gradients"):
+    with pytest.raises(ExplainError, match="known: scorecam, scorecam_delete, attention, integrated_gradients"):
         relevance("gradcam++", model, x, demo)
     with pytest.raises(ExplainError, match=r"no convolutional layer 'head'.*features"):
         target_layer(model, "head")

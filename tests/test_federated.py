@@ -207,14 +207,15 @@ def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], t
 
     reply = make_client_app()(msg, _context(_app(tiny_data_dir), 0))
 
-    assert set(reply.content.keys()) == {P.METRICS}
+    assert set(reply.content.keys()) == {P.METRICS, P.REPLICATES}
     m = dict(reply.content.metric_records[P.METRICS])
+    reps = {k: a.numpy() for k, a in reply.content.array_records[P.REPLICATES].items()}
     test = tiny_cohort[0].metadata["split"] == "test"
     n, n_pos = int(test.sum()), int(tiny_cohort[0].metadata.loc[test, "label"].sum())
     subgroup_keys = {k for k in m if k.startswith("sub-")}
     assert set(m) - subgroup_keys == {P.NUM_EXAMPLES, P.NUM_PATIENTS, P.SITE_INDEX, P.POS_HIST, P.NEG_HIST, P.TP, P.FP,
-                                      P.TN, P.FN, P.REP_BINS, P.REP_POS, P.REP_NEG, P.CAL_COUNT, P.CAL_SUM_P,
-                                      P.CAL_SUM_Y, P.CAL_SQ_ERR}  # fmt: skip
+                                      P.TN, P.FN, P.REP_BINS, P.CAL_COUNT, P.CAL_SUM_P, P.CAL_SUM_Y,
+                                      P.CAL_SQ_ERR}  # fmt: skip
     # every subgroup's patients; its ECGs a part of the hospital's, as counts in the bins they fill
     assert {P.subgroup_key(P.SUB_PATIENTS, i) for i in range(len(SUBGROUPS))} <= subgroup_keys
     for i in range(len(SUBGROUPS)):
@@ -229,10 +230,18 @@ def test_evaluate_reply_is_histograms_and_counts(tiny_cohort: list[SiteStore], t
     # the replicates: only the bins its ECGs fill, 40 rows of them, each drawing about n ECGs
     occupied = np.flatnonzero(np.add(m[P.POS_HIST], m[P.NEG_HIST]))
     assert m[P.REP_BINS] == occupied.tolist()
-    drawn = (np.reshape(m[P.REP_POS], (40, -1)) + np.reshape(m[P.REP_NEG], (40, -1))).sum(axis=1)
+    assert reps[P.REP_POS].shape == reps[P.REP_NEG].shape == (40, len(occupied))
+    assert reps[P.REP_POS].dtype == np.uint8  # the smallest type that holds the counts
+    drawn = (reps[P.REP_POS].astype(int) + reps[P.REP_NEG]).sum(axis=1)
     assert 0.5 * n < drawn.mean() < 1.5 * n
+    # each subgroup with ECGs sends its replicates over its own bins
+    for i in range(len(SUBGROUPS)):
+        if m[P.subgroup_key(P.SUB_PATIENTS, i)]:
+            shape = (40, len(m[P.subgroup_key(P.SUB_BINS, i)]))
+            assert reps[P.subgroup_key(P.SUB_REP_POS, i)].shape == reps[P.subgroup_key(P.SUB_REP_NEG, i)].shape == shape
     without = make_client_app()(_message(MessageType.EVALUATE, {P.EVAL_SPLIT: "val"}), _context(_app(tiny_data_dir), 0))
     assert P.REP_BINS not in without.content.metric_records[P.METRICS]  # replicates only when asked
+    assert P.REPLICATES not in without.content.array_records
     assert P.CAL_COUNT not in without.content.metric_records[P.METRICS]  # subgroups, calibration: test round only
 
 

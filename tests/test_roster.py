@@ -39,32 +39,42 @@ def honest(msg: Message, hospital: str) -> Message:
         if msg.content.config_records.get(P.CONFIG, ConfigRecord()).get(P.VALIDATE, False):
             content[P.VAL_METRICS] = _evaluation(site)
         return Message(content, reply_to=msg)
-    return Message(RecordDict({P.METRICS: _evaluation(site)}), reply_to=msg)
+    return Message(_test_reply(site), reply_to=msg)
 
 
 def _evaluation(site: int) -> MetricRecord:
+    """A validation's metrics: ten ECGs (two AMI) of eight patients in two bins."""
     pos, neg = [0] * H.N_BINS, [0] * H.N_BINS
     pos[-1], neg[0] = 2, 8
     metrics = MetricRecord({P.NUM_EXAMPLES: 10, P.NUM_PATIENTS: 8, P.SITE_INDEX: site})
     metrics.update({P.POS_HIST: pos, P.NEG_HIST: neg})
-    # two bootstrap replicates over its two occupied bins
-    metrics.update({P.REP_BINS: [0, H.N_BINS - 1], P.REP_POS: [0, 2, 0, 3], P.REP_NEG: [8, 0, 7, 0]})
-    metrics.update(EXTRAS)
     return metrics
 
 
-def _extras() -> dict[str, Any]:
-    """The subgroup and calibration entries of the honest test reply, made by the hospital's own functions."""
+def _test_reply(site: int) -> RecordDict:
+    """A test round's reply: the validation's metrics with subgroups and calibration, and two bootstrap replicates
+    over its two occupied bins (as the hospital's own functions make them), the counts as arrays."""
+    metrics = _evaluation(site)
+    metrics.update({P.REP_BINS: [0, H.N_BINS - 1], **EXTRAS})
+    arrays = {P.REP_POS: np.array([[0, 2], [0, 3]], np.uint8), P.REP_NEG: np.array([[8, 0], [7, 0]], np.uint8)}
+    arrays.update(SUBGROUP_REPLICATES)
+    return RecordDict({P.METRICS: metrics, P.REPLICATES: ArrayRecord({k: Array(v) for k, v in arrays.items()})})
+
+
+def _extras() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The subgroup and calibration entries of the honest test reply, and the subgroups' replicates, made by the
+    hospital's own functions."""
     y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
     scores = np.array([1.0, 1.0, *[0.0] * 8])
     ids = np.array(["p0", "p1", "p2", "p2", "p3", "p4", "p5", "p6", "p7", "p7"])
     age = np.array([45, 70, 50, 51, 85, 30, np.nan, 66, 90, 90])
     sex = np.array(["M", "F", "M", "M", "F", "", "M", "F", "F", "F"], dtype=object)
     parts = H.subgroup_parts(y, scores, age, sex, ids, 2, 0)
-    return {**H.subgroup_metrics(parts), **H.calibration_metrics(calibration_sums(y, scores))}
+    metrics = {**H.subgroup_metrics(parts), **H.calibration_metrics(calibration_sums(y, scores))}
+    return metrics, H.replicate_arrays(None, parts)
 
 
-EXTRAS = _extras()
+EXTRAS, SUBGROUP_REPLICATES = _extras()
 
 
 class FakeGrid:
@@ -269,14 +279,23 @@ def _evaluate(hg: HospitalGrid) -> list[Message]:
         (P.NUM_PATIENTS, 0, "num-patients = 0 for 10 ECGs"),
         (P.REP_BINS, [0, 5], "bootstrap replicates in other bins than its ECGs"),
         (P.REP_BINS, [H.N_BINS - 1, 0], "bootstrap replicates in other bins than its ECGs"),
-        (P.REP_POS, [0, 2, 0], "bootstrap replicates of the wrong shape"),
-        (P.REP_NEG, [8, 0, -7, 0], "negative counts in bootstrap replicates"),
-        (P.REP_NEG, 3.0, "bootstrap replicates that are not lists"),
+        (P.REP_BINS, [0.0, 2399.0], "bootstrap replicates that are not integer counts"),
+        (P.REP_BINS, 3, "bootstrap replicates that are not a bin list and two arrays"),
+        (P.REP_POS, np.array([[0, 2, 0]]), "bootstrap replicates of the wrong shape"),
+        (P.REP_POS, np.array([0, 2, 0, 3]), "bootstrap replicates of the wrong shape"),
+        (P.REP_POS, np.array([[0, 2], [0, 3], [1, 1]]), "bootstrap replicates of the wrong shape"),
+        (P.REP_NEG, np.array([[8, 0], [-7, 0]]), "negative counts in bootstrap replicates"),
+        (P.REP_NEG, np.array([[8.0, 0.0], [7.0, 0.0]]), "bootstrap replicates that are not integer counts"),
+        (P.REP_NEG, None, "bootstrap replicates that are not a bin list and two arrays"),
         (P.subgroup_key(P.SUB_PATIENTS, 0), -1, "subgroup age <50: a patient count of -1"),
         (P.subgroup_key(P.SUB_NEG, 0), [9, 0], "subgroup age <50: more ECGs than the hospital's histogram holds"),
         (P.subgroup_key(P.SUB_BINS, 0), [0, H.N_BINS], "subgroup age <50: bins outside the grid"),
         (P.subgroup_key(P.SUB_POS, 4), [1], "subgroup sex male: histograms of the wrong shape"),
-        (P.subgroup_key(P.SUB_REP_NEG, 4), [-1, 0, 0, 0], "subgroup sex male: negative counts in bootstrap replicates"),
+        (
+            P.subgroup_key(P.SUB_REP_NEG, 4),
+            np.array([[-1, 0], [0, 0]]),
+            "subgroup sex male: negative counts in bootstrap replicates",
+        ),
         (P.CAL_COUNT, [10] + [0] * 8, "calibration sums of the wrong shape"),
         (P.CAL_COUNT, [9, 0, 0, 0, 0, 0, 0, 0, 0, 2], "calibration counts that do not count its 10 ECGs and 2 AMI"),
         (P.CAL_SUM_P, [0.0] * 9 + [0.5], "calibration sums outside their bins"),
@@ -287,7 +306,14 @@ def test_malformed_replicates_subgroups_calibration_and_patient_counts_are_rejec
     key: str, value: object, reason: str
 ) -> None:
     def broken(reply: Message) -> None:
-        reply.content.metric_records[P.METRICS][key] = value  # type: ignore[assignment]
+        if key in SUBGROUP_REPLICATES or key in (P.REP_POS, P.REP_NEG):  # the counts travel as arrays
+            arrays = reply.content.array_records[P.REPLICATES]
+            if value is None:
+                del arrays[key]
+            else:
+                arrays[key] = Array(np.asarray(value))
+        else:
+            reply.content.metric_records[P.METRICS][key] = value  # type: ignore[assignment]
 
     fake = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"}, answer={3: bad(broken)})
     hg = _grid(fake, min_hospitals=1)
@@ -456,3 +482,18 @@ def test_a_training_reply_must_carry_the_validation_its_message_asked_for_and_no
 def _with_validation(reply: Message, site: int) -> Message:
     reply.content[P.VAL_METRICS] = _evaluation(site)
     return reply
+
+
+def test_replicate_arrays_that_do_not_decode_are_rejected_not_raised() -> None:
+    def garbled(reply: Message) -> None:
+        garbage = Array(dtype="uint8", shape=(2, 2), stype="numpy.ndarray", data=b"not an array")
+        reply.content.array_records[P.REPLICATES][P.REP_POS] = garbage
+
+    fake = FakeGrid({1: "hospital_a", 2: "hospital_b", 3: "hospital_c"}, answer={2: bad(garbled)})
+    hg = _grid(fake, min_hospitals=1)
+    hg.wait_for_all()
+
+    replies = hg.send_and_receive(_evaluate(hg))
+
+    assert [r.metadata.src_node_id for r in replies] == [1, 3]
+    assert hg.events[-1].rejected["hospital_b"].startswith("replicate arrays that do not decode: ")

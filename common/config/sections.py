@@ -468,8 +468,8 @@ class InferenceConfig(Frozen):
 class ExplainConfig(Frozen):
     """What ``fedami explain`` (and ``fedami predict --explain``) draws and checks (``common.explain``)."""
 
-    methods: tuple[Literal["scorecam", "attention", "integrated_gradients"], ...] = Field(
-        ("scorecam", "attention", "integrated_gradients"),
+    methods: tuple[Literal["scorecam", "scorecam_delete", "attention", "integrated_gradients"], ...] = Field(
+        ("scorecam", "scorecam_delete", "attention", "integrated_gradients"),
         min_length=1,
         description="relevance maps to compute (attention only for models with attention pooling)",
     )

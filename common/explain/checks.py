@@ -17,7 +17,8 @@ For each record and method (:mod:`common.explain.maps`), with the record's own b
   logit falls when the territory leads' ST-T windows, or their QRS windows, are zeroed, in total and per second
   of signal removed; it says where the model's evidence lies, so a map that favours QRS while the model's
   score falls more per second without ST-T misplaces that evidence; beside it, the logit gain when only those
-  windows are kept (the rest of the record zeroed), the kind of masked input Score-CAM weighs its maps by;
+  windows are kept (the rest of the record zeroed), the kind of masked input Score-CAM's keep-masks weigh
+  its maps by (its deletion masks zero a part of the record, as the occlusion does);
 * **deletion**: the record's (lead, segment) cells are zeroed (the isoelectric line of a filtered record)
   in order of relevance, or in a random order, 0-50 % of the cells; the score must fall faster for the
   relevance order (a smaller area under the deletion curve).
@@ -201,8 +202,8 @@ def window_occlusion(
 
     Columns ``<window>_drop`` (logit units), ``<window>_seconds`` (signal removed, summed over the leads),
     ``<window>_drop_per_s``, ``<window>_kept_gain`` and ``<window>_kept_gain_per_s`` for ST-T and QRS. Keeping
-    a window alone is the kind of input Score-CAM scores (the record zeroed outside a mask): a window the model
-    reads only beside the rest of the record gains little there, however far zeroing it drops the score.
+    a window alone is the kind of input Score-CAM's keep-masks score (the record zeroed outside a mask): a window
+    the model reads only beside the rest of the record gains little there, however far zeroing it drops the score.
     """
     cols = ("drop", "seconds", "drop_per_s", "kept_gain", "kept_gain_per_s")
     out: dict[str, list[float]] = {f"{w}_{c}": [] for w in (STT, QRS) for c in cols}

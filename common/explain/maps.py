@@ -11,6 +11,12 @@ whole records, or the mean or max over sliding windows), deterministic and batch
   the relevance resolves leads as well as time (12 x channels masked inputs per record); otherwise each map
   masks all 12 leads at once and the relevance is the same on every lead. Gains are in logit units:
   probability gains are bounded by 1, which makes the softmax nearly uniform.
+* **Score-CAM with deletion masks** (``scorecam_delete``): the same maps and weighting, but a mask *removes*
+  the signal under the map from the whole record (the lead's, with ``per_lead``) and its gain is the score's
+  fall. Every masked input keeps the rest of the record, so a model that reads a segment only beside the
+  others (the 12 leads' QRS timing, say) is weighed where it reads it; keep-masks leave such a segment alone
+  on a flat record, where it may raise the score by nothing (``fedami explain``'s window occlusion measures
+  both cases on a run's own model).
 * **attention**: the weights of conv_bilstm_attn's attention pooling over its time steps, upsampled to the
   record's length (the same on every lead; the network has no lead axis there).
 * **integrated_gradients** (captum): the gradient of the score's logit integrated along the straight path
@@ -20,7 +26,8 @@ whole records, or the mean or max over sliding windows), deterministic and batch
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Final
+from functools import partial
+from typing import Final, Literal
 
 import numpy as np
 import torch
@@ -100,17 +107,21 @@ def score_cam(
     *,
     layer: str | None = None,
     per_lead: bool = True,
+    masks: Literal["keep", "delete"] = "keep",
     batch_size: int = DEFAULT_BATCH,
 ) -> np.ndarray:
-    """Score-CAM relevance (B, 12, T) of the AMI score (module docstring)."""
+    """Score-CAM relevance (B, 12, T) of the AMI score (module docstring): ``masks="keep"`` keeps the signal under
+    a map on a zeroed record (gain over the all-zero record), ``"delete"`` removes it from the record (the fall)."""
     model.eval()
     _, module = target_layer(model, layer)
     xt, dt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(demo, dtype=torch.float32)
     b, n_leads, n_t = xt.shape
     maps = upsampled_maps(activations(model, module, xt, dt), n_t)  # (B, C, T)
     n_maps = maps.shape[1]
+    keep = masks == "keep"
     with torch.no_grad():
-        base = _logit(score_records(model, torch.zeros_like(xt), dt, cfg))  # (B,)
+        # the reference each masked input's score is compared with: the all-zero record, or the record itself
+        ref = _logit(score_records(model, torch.zeros_like(xt) if keep else xt, dt, cfg))  # (B,)
         # mask k of record i: map c = k // L on lead l = k % L (per lead), or map k on every lead
         per = n_maps * (n_leads if per_lead else 1)
         rec = torch.arange(b).repeat_interleave(per)
@@ -119,13 +130,15 @@ def score_cam(
         gains = torch.empty(b * per)
         for sl in _chunks(b * per, batch_size):
             r, m = rec[sl], maps[rec[sl], ch[sl]]  # (n, T)
+            m = m if keep else 1 - m
             if ld is None:
                 masked = xt[r] * m[:, None, :]
             else:
-                masked = torch.zeros(len(r), n_leads, n_t)
+                masked = torch.zeros(len(r), n_leads, n_t) if keep else xt[r].clone()
                 rows = torch.arange(len(r))
                 masked[rows, ld[sl]] = xt[r, ld[sl]] * m
-            gains[sl] = _logit(score_records(model, masked, dt[r], cfg)) - base[r]
+            logit = _logit(score_records(model, masked, dt[r], cfg))
+            gains[sl] = logit - ref[r] if keep else ref[r] - logit
         weights = torch.softmax(gains.view(b, per), dim=1)
         if per_lead:
             # relevance[i, l, t] = sum_c w[i, c, l] * maps[i, c, t]
@@ -184,11 +197,13 @@ def integrated_gradients(
 
 METHODS: Final[dict[str, Explainer]] = {
     "scorecam": score_cam,
+    "scorecam_delete": partial(score_cam, masks="delete"),
     "attention": attention,
     "integrated_gradients": integrated_gradients,
 }
 METHOD_TITLES: Final[dict[str, str]] = {
     "scorecam": "Score-CAM",
+    "scorecam_delete": "Score-CAM, deletion masks",
     "attention": "attention",
     "integrated_gradients": "Integrated Gradients",
 }

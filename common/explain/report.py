@@ -288,7 +288,8 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
             "",
             "True positives with a known territory. *Zeroed*: the drop of the score's logit when the territory "
             "leads' ST-T windows, or their QRS windows, are zeroed. *Kept alone*: the logit gain over the all-zero "
-            "record when only those windows are kept, the kind of masked input Score-CAM weighs its maps by. "
+            "record when only those windows are kept, the kind of masked input Score-CAM's keep-masks weigh its "
+            "maps by (its deletion masks zero a part, as *zeroed* does). "
             "Medians; per second: over the signal zeroed or kept, summed over the leads. Zeroing measures the "
             "model, not a map: where it says ST-T and a map's enrichment says QRS, the map misplaces the model's "
             "evidence; where a window counts when zeroed but not when kept alone, the model reads it only beside "

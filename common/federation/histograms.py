@@ -266,7 +266,7 @@ def subgroup_parts(
 
 
 def subgroup_metrics(parts: tuple[SubgroupPart, ...]) -> dict[str, MetricValue]:
-    """A test reply's subgroup entries (:mod:`common.federation.protocol`'s ``sub-*`` keys)."""
+    """A test reply's subgroup entries (:mod:`common.federation.protocol`'s ``sub-*`` keys) but the replicates."""
     out: dict[str, MetricValue] = {}
     for i, part in enumerate(parts):
         out[P.subgroup_key(P.SUB_PATIENTS, i)] = part.n_patients
@@ -276,14 +276,32 @@ def subgroup_metrics(parts: tuple[SubgroupPart, ...]) -> dict[str, MetricValue]:
         out[P.subgroup_key(P.SUB_BINS, i)] = bins.tolist()
         out[P.subgroup_key(P.SUB_POS, i)] = part.histogram.pos[bins].tolist()
         out[P.subgroup_key(P.SUB_NEG, i)] = part.histogram.neg[bins].tolist()
+    return out
+
+
+def compact(counts: np.ndarray) -> np.ndarray:
+    """Non-negative integer counts in the smallest unsigned type that holds them (mostly one byte each)."""
+    return np.ascontiguousarray(counts, dtype=np.min_scalar_type(int(counts.max(initial=0))))
+
+
+def replicate_arrays(
+    replicates: ReplicateHistograms | None, subgroups: tuple[SubgroupPart, ...] | None
+) -> dict[str, np.ndarray]:
+    """A test reply's :data:`~common.federation.protocol.REPLICATES` record: the hospital's replicates and each
+    subgroup's, ``(n-boot, bins)`` counts (empty without replicates)."""
+    out: dict[str, np.ndarray] = {}
+    if replicates is not None:
+        out[P.REP_POS], out[P.REP_NEG] = compact(replicates.pos), compact(replicates.neg)
+    for i, part in enumerate(subgroups or ()):
         if part.replicates is not None:
-            out[P.subgroup_key(P.SUB_REP_POS, i)] = part.replicates.pos.ravel().tolist()
-            out[P.subgroup_key(P.SUB_REP_NEG, i)] = part.replicates.neg.ravel().tolist()
+            out[P.subgroup_key(P.SUB_REP_POS, i)] = compact(part.replicates.pos)
+            out[P.subgroup_key(P.SUB_REP_NEG, i)] = compact(part.replicates.neg)
     return out
 
 
 def read_subgroups(metrics: Mapping[str, object], n_subgroups: int) -> tuple[SubgroupPart, ...] | None:
-    """The subgroups of a checked test reply, or None where it sent none."""
+    """The subgroups of a checked test reply (its metrics and replicate arrays in one mapping), or None where it
+    sent none."""
     if P.subgroup_key(P.SUB_PATIENTS, 0) not in metrics:
         return None
     parts = []

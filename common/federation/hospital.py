@@ -305,7 +305,8 @@ def score_summary(
 
 
 def evaluation_metrics(res: LocalEvalResult, site_index: int) -> dict[str, H.MetricValue]:
-    """An evaluation reply's metric record (:mod:`common.federation.protocol` keys) from ``res``."""
+    """An evaluation reply's metric record (:mod:`common.federation.protocol` keys) from ``res``; its bootstrap
+    replicates travel as arrays beside it (:func:`common.federation.histograms.replicate_arrays`)."""
     metrics: dict[str, H.MetricValue] = {
         P.NUM_EXAMPLES: res.num_examples,
         P.NUM_PATIENTS: res.n_patients,
@@ -318,8 +319,6 @@ def evaluation_metrics(res: LocalEvalResult, site_index: int) -> dict[str, H.Met
     if res.replicates is not None:
         reps = res.replicates
         metrics[P.REP_BINS] = reps.bins.tolist()
-        metrics[P.REP_POS] = reps.pos.ravel().tolist()
-        metrics[P.REP_NEG] = reps.neg.ravel().tolist()
     if res.subgroups is not None:
         metrics.update(H.subgroup_metrics(res.subgroups))
     if res.calibration is not None:

@@ -13,6 +13,10 @@ from typing import Final
 ARRAYS: Final[str] = "arrays"
 METRICS: Final[str] = "metrics"
 CONFIG: Final[str] = "config"
+REPLICATES: Final[str] = "replicates"
+"""Array record of a test reply: its patient-bootstrap replicates (``rep-pos``, ``rep-neg`` and each subgroup's),
+as ``(n-boot, bins)`` arrays of the smallest unsigned integer type that holds the counts. Millions of counts
+as metric lists took seconds to serialise at each of Flower's hops; as arrays they are one buffer each."""
 # Metric keys a client returns: aggregates only, never a per-record value.
 NUM_EXAMPLES: Final[str] = "num-examples"
 TRAIN_LOSS: Final[str] = "train-loss"
@@ -30,7 +34,7 @@ REP_BINS: Final[str] = "rep-bins"
 """The bins a hospital's bootstrap replicates can fill (those holding one of its ECGs), ascending."""
 REP_POS: Final[str] = "rep-pos"
 REP_NEG: Final[str] = "rep-neg"
-"""Replicate x bin counts, flattened replicate by replicate: ``n-boot`` rows of ``len(rep-bins)``."""
+"""Replicate x bin counts, ``(n-boot, len(rep-bins))`` arrays in the :data:`REPLICATES` record."""
 SUB_PATIENTS: Final[str] = "sub-patients"
 SUB_BINS: Final[str] = "sub-bins"
 SUB_POS: Final[str] = "sub-pos"
@@ -38,7 +42,7 @@ SUB_NEG: Final[str] = "sub-neg"
 SUB_REP_POS: Final[str] = "sub-rep-pos"
 SUB_REP_NEG: Final[str] = "sub-rep-neg"
 """A test reply's subgroup ``i`` (``common.evaluation.subgroups.SUBGROUPS``) under ``<key>-<i>`` (:func:`subgroup_key`):
-its patients; the bins its ECGs fill, its counts there, and its replicates there (rows as ``rep-pos``).
+its patients; the bins its ECGs fill, its counts there, and its replicates there (arrays as ``rep-pos``).
 A subgroup without ECGs at the hospital sends its patient count (0) only."""
 CAL_COUNT: Final[str] = "cal-count"
 CAL_SUM_P: Final[str] = "cal-sum-p"
