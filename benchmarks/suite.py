@@ -91,9 +91,10 @@ def stages() -> tuple[Stage, ...]:
             ),
         ),
         Stage(
-            "deployment", "Deployed on loopback (SuperLink with TLS and node authentication, 3 SuperNodes) "
-            "against the simulation",
-            (("bench_deployment.py",), ("bench_deployment.py", "--worker")),
+            "deployment", "Deployed on loopback (SuperLink with TLS and node authentication, one SuperNode per "
+            "hospital) against the simulation; 2 hospitals on 2 cores train at the simulation's concurrency",
+            (("bench_deployment.py",), ("bench_deployment.py", "--worker"),
+             ("bench_deployment.py", "--n-ecgs", "20000", "--hospitals", "2", "--worker")),
             (("bench_deployment.py", "--n-ecgs", "300", "--rounds", "1"),),
         ),
         Stage(

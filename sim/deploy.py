@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 if __package__ in (None, ""):  # `python sim/deploy.py` from a checkout puts sim/ first on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,6 +46,14 @@ ALREADY_REGISTERED = "Public key already in use"  # the SuperLink's reply to a k
 ALWAYS_SANS = ("superlink", "localhost", "127.0.0.1")
 PENDING = "pending"  # a submitted run whose ServerApp has not started
 PENDING_LIMIT_S = 300.0
+STATUS_POLL_S = 15.0
+"""Seconds between status queries while the run's log still streams. Each query is a ``flwr ls`` process, which
+imports Flower (about a CPU second): polled every second (as the deployment tests' harness once did), it took most
+of a core from the hospitals of a one-machine deployment. The stream ends with the run, and the status is asked
+for then."""
+ENDED_POLL_S = 1.0
+"""Seconds before the first status query after the log stream has ended (the run's status follows within
+moments); doubled for each further one, up to :data:`STATUS_POLL_S`."""
 UNAVAILABLE = "Connection to the SuperLink is unavailable"  # the flwr CLI's words while it is not (yet) up
 
 
@@ -246,27 +255,38 @@ def submit(overrides: dict[str, object], connection: str, app: Path) -> str:
     return str(reply["run-id"])
 
 
-def stream_log(run_id: str, connection: str) -> subprocess.Popen[bytes]:
-    """``flwr log --stream`` of the run, to this process's output (its exit code means nothing)."""
+def stream_log(run_id: str, connection: str, out: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    """``flwr log --stream`` of the run, to ``out`` (default this process's output); it ends when the run does
+    (its exit code means nothing)."""
     argv, env = _flwr_command("log", run_id, connection, "--stream")
-    return subprocess.Popen(argv, env=env)
+    return subprocess.Popen(argv, env=env, stdout=out, stderr=out)
+
+
+def _await_end(streamer: subprocess.Popen[bytes], seconds: float) -> None:
+    """Up to ``seconds`` for ``streamer`` to end; at once if it has."""
+    deadline = time.monotonic() + seconds
+    while streamer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def follow(
     run_id: str,
     connection: str,
     *,
-    poll_s: float = 3.0,
+    poll_s: float = STATUS_POLL_S,
     timeout_s: float | None = None,
     pending_s: float = PENDING_LIMIT_S,
+    out: IO[bytes] | None = None,
 ) -> dict[str, object]:
-    """Stream the run's log until it finishes; returns its final status entry.
+    """Stream the run's log (to ``out``, default this process's output) until it finishes; returns its final
+    status entry.
 
     A run still ``pending`` after ``pending_s`` (its ServerApp never started) or unfinished after ``timeout_s``
-    is stopped and raises ``TimeoutError``: the coordinator never waits forever.
+    is stopped and raises ``TimeoutError``: the coordinator never waits forever. The status is asked for every
+    ``poll_s`` while the log streams, and every :data:`ENDED_POLL_S` once the stream has ended with the run.
     """
-    streamer = stream_log(run_id, connection)
-    start = time.monotonic()
+    streamer = stream_log(run_id, connection, out)
+    start, after_end = time.monotonic(), 0
     try:
         while True:
             status = run_status(run_id, connection)
@@ -284,7 +304,11 @@ def follow(
             if timeout_s is not None and waited > timeout_s:
                 flwr("stop", run_id, connection, check=False)
                 raise TimeoutError(f"run {run_id} did not finish within {timeout_s:.0f} s: stopped")
-            time.sleep(poll_s)
+            if streamer.poll() is None:
+                _await_end(streamer, poll_s)
+            else:
+                time.sleep(min(poll_s, ENDED_POLL_S * 2**after_end))
+                after_end += 1
     finally:
         streamer.terminate()
         try:

@@ -153,14 +153,14 @@ class Deployment:
         return self.flwr_env(lambda: D.run_status(run_id, "fedami"))
 
     def wait_finished(self, run_id: str, timeout: float) -> str:
-        status: dict[str, str] = {}
-
-        def done() -> bool:
-            status.update({k: str(v) for k, v in self.status(run_id).items()})
-            return status["status"].startswith("finished:")
-
-        self.wait_for(done, timeout, f"run {run_id} to finish")
-        return status["status"]
+        """Follow the run as ``fedami deploy run`` does (its log into ``run-<id>.log``); its final status."""
+        try:
+            with (self.root / f"run-{run_id}.log").open("ab") as out:
+                status = self.flwr_env(lambda: D.follow(run_id, "fedami", timeout_s=timeout, out=out))
+        except TimeoutError as err:
+            logs = {n: self.log(n)[-1500:] for n in self.procs}
+            raise TimeoutError(f"{err}; logs: {json.dumps(logs, indent=1)}") from None
+        return str(status["status"])
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str, every: float = 1.0) -> None:
         deadline = time.monotonic() + timeout

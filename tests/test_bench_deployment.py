@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,10 @@ def test_the_sampler_counts_the_cpu_a_busy_process_used() -> None:
     sampler.join()
     # the last sample may miss up to one interval of it
     assert 1.5 - 2 * B.SAMPLE_S <= sampler.cpu_by_kind()["other"] <= 2.0
+
+
+def test_read_through_reads_every_file_under_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.npy").write_bytes(b"1" * 3000)
+    (tmp_path / "y.csv").write_bytes(b"2" * 500)
+    assert B.read_through(tmp_path, chunk=1024) == 3500

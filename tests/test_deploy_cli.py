@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import stat
 import subprocess
 from pathlib import Path
@@ -137,7 +138,7 @@ def test_a_run_whose_serverapp_never_starts_is_stopped_and_named(
     calls: list[tuple[str, ...]] = []
     monkeypatch.setattr(D, "flwr", fake_flwr([(0, "")], calls))
     monkeypatch.setattr(D, "run_status", lambda run_id, connection: {"status": D.PENDING})
-    monkeypatch.setattr(D, "stream_log", lambda run_id, connection: subprocess.Popen(["sleep", "30"]))
+    monkeypatch.setattr(D, "stream_log", lambda run_id, connection, out=None: subprocess.Popen(["sleep", "30"]))
     monkeypatch.setattr(D, "submit", lambda overrides, connection, app: "42")
     monkeypatch.setattr(D.time, "sleep", lambda s: None)
     clock = iter(range(0, 10_000, 50))
@@ -170,3 +171,46 @@ def test_each_store_is_exported_to_a_folder_of_its_own_and_never_overwrites_anot
     with pytest.raises(StoreError, match="holds another store"):
         export_stores(tiny_cohort, foreign)
     assert (foreign / tiny_cohort[0].site / "manifest.json").read_text() == "{}"
+
+
+class _Stream:
+    """A log stream that ends after ``checks`` looks at it."""
+
+    def __init__(self, checks: int) -> None:
+        self.left = checks
+
+    def poll(self) -> int | None:
+        self.left -= 1
+        return 0 if self.left < 0 else None
+
+    def terminate(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+
+def test_the_launcher_asks_for_the_status_every_poll_while_the_log_streams_and_soon_after_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: the clock moves 1 s at every look; the stream ends after about 120 s, the run is finished then
+    stream = _Stream(checks=60)
+    asked: list[float] = []
+
+    def status(run_id: str, connection: str) -> dict[str, object]:
+        asked.append(D.time.monotonic())
+        return {"status": "finished:completed" if stream.left < 0 else "running"}
+
+    clock = iter(range(100_000))
+    monkeypatch.setattr(D.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(D.time, "sleep", lambda s: None)
+    monkeypatch.setattr(D, "run_status", status)
+    monkeypatch.setattr(D, "stream_log", lambda run_id, connection, out=None: stream)
+
+    # Execute
+    final = D.follow("42", D.CONNECTION, poll_s=15.0)
+
+    # Assert: one status query per 15 s of streaming (not one a second), then one as the stream ended
+    assert final == {"status": "finished:completed"}
+    assert 4 <= len(asked) <= 7
+    assert all(b - a >= 15 for a, b in itertools.pairwise(asked[:-1]))
