@@ -288,18 +288,3 @@ def test_auxiliary_targets_need_a_model_with_ecg_features() -> None:
 
     with pytest.raises(AuxiliaryTargetError, match="no ECG feature vector"):
         train_epochs(Bare(), _toy_with_aux(), CFG.model_copy(update={"auxiliary_targets": AUX}), epochs=1, seed=0)
-
-
-def test_cpu_threads_holds_torch_and_numpys_blas_to_the_count_inside_the_block() -> None:
-    from threadpoolctl import threadpool_info
-
-    from common.training.engine import cpu_threads
-
-    def blas() -> list[int]:
-        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-
-    before = blas()
-    with cpu_threads(1):
-        inside, torch_inside = blas(), torch.get_num_threads()
-    assert torch_inside == 1 and all(n == 1 for n in inside)
-    assert blas() == before

@@ -26,7 +26,7 @@ from common.federation import histograms as H
 from common.federation import protocol as P
 from common.models.card import InputSpec, store_spec
 from common.synthetic.key import synthetic_cohort_dir
-from common.training.engine import build_model, cosine_factor, cpu_threads, predict, seed_everything, train_epochs
+from common.training.engine import build_model, cosine_factor, predict, seed_everything, train_epochs
 
 StateDict = dict[str, torch.Tensor]
 
@@ -269,10 +269,10 @@ def local_evaluate(
     With ``n_boot`` (the test round) also the hospital's patient-bootstrap replicates as histograms, drawn
     with ``boot_seed``, the same per age band and sex (each over its own patients), and the calibration sums.
     """
+    torch.set_num_threads(cfg.num_threads)
     model = build_model(cfg)
     model.load_state_dict(state)
-    with cpu_threads(cfg.num_threads):
-        scores = predict(model, data, cfg)
+    scores = predict(model, data, cfg)
     return score_summary(data.y, scores, data.meta, threshold, n_boot=n_boot, boot_seed=boot_seed)
 
 

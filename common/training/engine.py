@@ -14,15 +14,13 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -195,20 +193,6 @@ def cosine_factor(epoch: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * epoch / total))
 
 
-@contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """Compute on ``n`` torch intra-op threads with numpy's BLAS held to ``n`` threads as well.
-
-    torch's thread count alone is not enough: a hospital training on one thread beside numpy's OpenBLAS pool of
-    one thread per core trained 25 % slower (one local epoch at paper scale, 38.6 s against 30.4 s); Ray's
-    simulated hospitals escaped it only because Ray sets ``OMP_NUM_THREADS=1``. torch's count stays set after
-    the block, as ``torch.set_num_threads`` leaves it; the BLAS limit is lifted.
-    """
-    torch.set_num_threads(n)
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
-
-
 def train_epochs(
     model: nn.Module,
     data: EcgArrays,
@@ -231,41 +215,41 @@ def train_epochs(
         raise ValueError("no training records")
     aux_model = _with_features(model, cfg) if cfg.auxiliary_targets else None
     aux = torch.from_numpy(auxiliary_matrix(data.meta, cfg.auxiliary_targets)) if aux_model is not None else None
-    with cpu_threads(cfg.num_threads):
-        opt = optimizer or torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        loss_fn = make_loss(cfg, data.y)
-        anchor = [p.detach().clone() for p in model.parameters()] if prox_mu > 0 else []
-        demo, y = torch.from_numpy(data.demo), torch.from_numpy(data.y)
-        crop = _crop_len(cfg, data.x.shape[-1])
-        gen = torch.Generator().manual_seed(seed)
-        losses = []
-        model.train()
-        for e in range(epochs):
-            if schedule is not None:
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * cosine_factor(schedule[0] + e, schedule[1])
-            order = torch.randperm(len(y), generator=gen)
-            total, n = 0.0, 0
-            batches = range(0, len(order), cfg.batch_size)
-            for start in tqdm(batches, desc="train", unit="batch", leave=False, disable=not cfg.progress):
-                idx = order[start : start + cfg.batch_size]
-                if len(idx) < 2:  # BatchNorm cannot train on a single record
-                    continue
-                rows = torch.from_numpy(data.x[idx.numpy()])  # read from disk by rows: a split is never held whole
-                xb = rows if crop is None else random_crops(rows, crop, gen)
-                if aux_model is None or aux is None:
-                    loss = loss_fn(model(xb, demo[idx]), y[idx])
-                else:
-                    logits, aux_logits = aux_model.forward_with_auxiliary(xb, demo[idx])
-                    loss = loss_fn(logits, y[idx]) + cfg.auxiliary_weight * auxiliary_loss(aux_logits, aux[idx])
-                if prox_mu > 0:
-                    loss = loss + proximal_term(list(model.parameters()), anchor, prox_mu)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                n += len(idx)
-            losses.append(total / max(n, 1))
+    torch.set_num_threads(cfg.num_threads)
+    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = make_loss(cfg, data.y)
+    anchor = [p.detach().clone() for p in model.parameters()] if prox_mu > 0 else []
+    demo, y = torch.from_numpy(data.demo), torch.from_numpy(data.y)
+    crop = _crop_len(cfg, data.x.shape[-1])
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    model.train()
+    for e in range(epochs):
+        if schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * cosine_factor(schedule[0] + e, schedule[1])
+        order = torch.randperm(len(y), generator=gen)
+        total, n = 0.0, 0
+        batches = range(0, len(order), cfg.batch_size)
+        for start in tqdm(batches, desc="train", unit="batch", leave=False, disable=not cfg.progress):
+            idx = order[start : start + cfg.batch_size]
+            if len(idx) < 2:  # BatchNorm cannot train on a single record
+                continue
+            rows = torch.from_numpy(data.x[idx.numpy()])  # read from disk by rows: a split is never held whole
+            xb = rows if crop is None else random_crops(rows, crop, gen)
+            if aux_model is None or aux is None:
+                loss = loss_fn(model(xb, demo[idx]), y[idx])
+            else:
+                logits, aux_logits = aux_model.forward_with_auxiliary(xb, demo[idx])
+                loss = loss_fn(logits, y[idx]) + cfg.auxiliary_weight * auxiliary_loss(aux_logits, aux[idx])
+            if prox_mu > 0:
+                loss = loss + proximal_term(list(model.parameters()), anchor, prox_mu)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            n += len(idx)
+        losses.append(total / max(n, 1))
     return losses
 
 
