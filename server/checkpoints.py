@@ -59,10 +59,8 @@ def site_test(reply: RecordDict, names: Sequence[str]) -> R.SiteTest:
     m = evaluation_values(reply)
     counts = H.ThresholdCounts(*(int(P.number(m, k)) for k in (P.TP, P.FP, P.TN, P.FN))) if P.TP in m else None
     replicates = None
-    if P.REP_BINS in m:
-        bins = np.asarray(m[P.REP_BINS], np.int64)
-        rows = (-1, len(bins))
-        replicates = H.ReplicateHistograms(bins, m[P.REP_POS].reshape(rows), m[P.REP_NEG].reshape(rows))
+    if P.REP_BINS in m:  # checked: (n-boot, bins) arrays
+        replicates = H.ReplicateHistograms(np.asarray(m[P.REP_BINS], np.int64), m[P.REP_POS], m[P.REP_NEG])
     return R.SiteTest(
         hospital=names[site_index(reply)],
         histogram=_histogram(reply),

@@ -317,11 +317,7 @@ def read_subgroups(metrics: Mapping[str, object], n_subgroups: int) -> tuple[Sub
         bins = np.asarray(get(P.SUB_BINS), np.int64)
         hist = empty()
         hist.pos[bins], hist.neg[bins] = get(P.SUB_POS), get(P.SUB_NEG)
-        reps = None
-        if get(P.SUB_REP_POS) is not None:
-            rows = (-1, len(bins))
-            reps = ReplicateHistograms(bins, np.asarray(get(P.SUB_REP_POS)).reshape(rows),
-                                       np.asarray(get(P.SUB_REP_NEG)).reshape(rows))  # fmt: skip
+        reps = None if get(P.SUB_REP_POS) is None else ReplicateHistograms(bins, get(P.SUB_REP_POS), get(P.SUB_REP_NEG))
         parts.append(SubgroupPart(hist, n_patients, reps))
     return tuple(parts)
 
