@@ -20,8 +20,9 @@ Variants (:data:`VARIANTS`): ``default`` (the typed defaults with the data optio
 (conv_bilstm_attn at width 32, 64 LSTM units, 125 steps, dropout 0.5, weight decay 0.05, lr 5e-4),
 ``synthetic-pretrained`` (the network first trained on a synthetic cohort prepared exactly as the data
 are, then fine-tuned), ``superclass-auxiliary`` (PTB-XL only: PTB-XL's diagnostic superclasses NORM,
-STTC, CD, HYP as auxiliary targets of the attention context during training, ``train.auxiliary_targets``)
-and every registered model by its name.
+STTC, CD, HYP as auxiliary targets of the attention context during training, ``train.auxiliary_targets``),
+``augmented`` (training batches with random gains, noise and baseline sway: ``train.augment_*``),
+``augmented-auxiliary`` (both) and every registered model by its name.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class Variant:
     pretrain_ecgs: int | None = None
 
 
+AUGMENTATION = {"augment_gain": 0.1, "augment_noise": 0.05, "augment_wander": 0.1}
+"""Sized before any fit: gains within about ±10 %, noise and sway small beside the lead's own SD."""
+
 VARIANTS: dict[str, Variant] = {
     "default": Variant(),
     "wide-regularised": Variant(
@@ -60,6 +64,8 @@ VARIANTS: dict[str, Variant] = {
     ),
     "synthetic-pretrained": Variant(pretrain_ecgs=8000),
     "superclass-auxiliary": Variant(train={"auxiliary_targets": SUPERCLASS_TARGETS}),
+    "augmented": Variant(train=AUGMENTATION),
+    "augmented-auxiliary": Variant(train={**AUGMENTATION, "auxiliary_targets": SUPERCLASS_TARGETS}),
 }
 
 

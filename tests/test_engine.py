@@ -118,6 +118,77 @@ def test_random_crops_are_windows_of_the_record() -> None:
         assert torch.equal(crops[b], x[b, :, start : start + 4])
 
 
+def _records(n: int = 400, t: int = 1000) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(1).normal(0, 2.0, (n, 12, t)).astype(np.float32))
+
+
+def test_augmentation_off_returns_the_batch_and_draws_nothing() -> None:
+    from common.training.engine import augment
+
+    x, gen = _records(4), torch.Generator().manual_seed(3)
+    before = gen.get_state()
+
+    out = augment(x, TrainConfig(), gen)
+
+    assert out is x
+    assert torch.equal(gen.get_state(), before)
+
+
+def test_augmented_gain_is_one_log_normal_factor_per_record_and_lead() -> None:
+    from common.training.engine import augment
+
+    x = _records()
+
+    ratio = augment(x, TrainConfig(augment_gain=0.2), torch.Generator().manual_seed(0)) / x
+
+    assert torch.allclose(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-4)
+    assert float(ratio[..., 0].log().std()) == pytest.approx(0.2, rel=0.05)
+    assert float(ratio[..., 0].log().mean()) == pytest.approx(0.0, abs=0.01)
+
+
+def test_augmented_noise_is_white_and_sized_by_each_leads_sd() -> None:
+    from common.training.engine import augment
+
+    x = _records(50)
+    x[:, 3] *= 10  # a lead ten times larger gets ten times the noise
+
+    added = augment(x, TrainConfig(augment_noise=0.1), torch.Generator().manual_seed(0)) - x
+
+    share = added.std(dim=-1) / x.std(dim=-1)
+    assert float(share.mean()) == pytest.approx(0.1, rel=0.02)
+    lag1 = (added[..., 1:] * added[..., :-1]).mean() / added.pow(2).mean()
+    assert abs(float(lag1)) < 0.01
+
+
+def test_augmented_wander_is_a_slow_sway_of_the_set_size() -> None:
+    from common.training.engine import augment
+
+    x = _records(40, t=6000)  # 60 s at 100 Hz: the spectrum resolves 1/60 Hz
+    cfg = TrainConfig(augment_wander=0.3, target_fs=100)
+
+    added = (augment(x, cfg, torch.Generator().manual_seed(0)) - x).numpy().astype(np.float64)
+
+    peak = np.abs(added).max(axis=-1) / x.std(dim=-1).numpy()
+    assert np.allclose(peak, 0.3, rtol=0.01)
+    freqs = np.fft.rfftfreq(added.shape[-1], d=1 / 100)
+    dominant = freqs[np.abs(np.fft.rfft(added, axis=-1)).argmax(axis=-1)]
+    assert dominant.min() >= 0.1 - 1 / 60 and dominant.max() <= 0.5 + 1 / 60
+    assert np.unique(dominant[:, 0]).size > 5  # each record its own rate
+
+
+def test_augmented_training_repeats_from_its_seed_and_differs_from_plain() -> None:
+    cfg = CFG.model_copy(update={"augment_gain": 0.1, "augment_noise": 0.05, "augment_wander": 0.1})
+    states = []
+    for run_cfg in (cfg, cfg, CFG):
+        torch.manual_seed(0)
+        model = create_model("cnn1d")
+        train_epochs(model, _toy(), run_cfg, epochs=1, seed=5)
+        states.append(model.state_dict())
+
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
 def test_windows_cover_the_record_and_predictions_aggregate_them() -> None:
     from common.training.engine import window_starts
 

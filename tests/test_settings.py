@@ -25,6 +25,7 @@ CHANGED: dict[str, F.FlatValue] = {
     "train.weight-decay": 0.1, "train.target-fs": 250, "train.seed": 3, "train.num-threads": 4, "train.loss": "focal",
     "train.pos-weight": "none", "train.focal-gamma": 1.0, "train.crop-s": 1.5, "train.window-aggregate": "max",
     "train.auxiliary-targets": "superclass_NORM,superclass_CD", "train.auxiliary-weight": 0.5,
+    "train.augment-gain": 0.1, "train.augment-noise": 0.05, "train.augment-wander": 0.2,
     "train.progress": True, "federated.strategy": "fedavgm", "federated.rounds": 7, "federated.local-epochs": 2,
     "federated.local-batch-size": 16, "federated.hospital-threads": 2, "federated.proximal-mu": 0.1,
     "federated.server-lr": 2.0, "federated.server-momentum": 0.5, "federated.trim-beta": 0.3,

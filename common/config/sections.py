@@ -329,6 +329,18 @@ class TrainConfig(Frozen):
         "head is dropped when the model scores",
     )
     auxiliary_weight: float = Field(1.0, gt=0, description="weight of the auxiliary targets' loss beside the AMI loss")
+    augment_gain: float = Field(
+        0.0, ge=0, le=1, description="training only: SD of a random log gain per record and lead (0: off)"
+    )
+    augment_noise: float = Field(
+        0.0, ge=0, le=1, description="training only: white noise of this fraction of each lead's SD (0: off)"
+    )
+    augment_wander: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="training only: a 0.1-0.5 Hz baseline sway of this fraction of each lead's SD (0: off)",
+    )
     progress: bool = Field(False, description="a progress bar over the batches of each epoch")
 
     @model_validator(mode="after")

@@ -170,6 +170,30 @@ def random_crops(x: torch.Tensor, length: int, gen: torch.Generator) -> torch.Te
     return torch.gather(x, 2, idx[:, None, :].expand(-1, x.shape[1], -1))
 
 
+def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """A training batch (B, C, T) as another recording of the same hearts might show it.
+
+    Per record and lead: a gain drawn log-normally (``augment_gain``), a slow baseline sway of 0.1-0.5 Hz
+    like breathing (``augment_wander``) and white noise (``augment_noise``), the last two sized by the lead's
+    own SD so they mean the same on records in mV and on standardised ones. With every setting 0 the batch
+    is returned as it is and ``gen`` is not drawn from, so runs without augmentation repeat exactly.
+    """
+    if not (cfg.augment_gain or cfg.augment_noise or cfg.augment_wander):
+        return x
+    b, c, t = x.shape
+    sd = x.std(dim=-1, keepdim=True)
+    if cfg.augment_gain:
+        x = x * torch.exp(cfg.augment_gain * torch.randn(b, c, 1, generator=gen))
+    if cfg.augment_wander:
+        hz = 0.1 + 0.4 * torch.rand(b, 1, 1, generator=gen)
+        phase = 2 * math.pi * torch.rand(b, c, 1, generator=gen)
+        seconds = torch.arange(t, dtype=x.dtype) / cfg.target_fs
+        x = x + cfg.augment_wander * sd * torch.sin(2 * math.pi * hz * seconds + phase)
+    if cfg.augment_noise:
+        x = x + cfg.augment_noise * sd * torch.randn(b, c, t, generator=gen)
+    return x
+
+
 def window_starts(n_t: int, length: int) -> list[int]:
     """Starts of half-overlapping windows covering the whole record (the last one flush with the end)."""
     starts = list(range(0, n_t - length + 1, max(1, length // 2)))
@@ -236,7 +260,7 @@ def train_epochs(
             if len(idx) < 2:  # BatchNorm cannot train on a single record
                 continue
             rows = torch.from_numpy(data.x[idx.numpy()])  # read from disk by rows: a split is never held whole
-            xb = rows if crop is None else random_crops(rows, crop, gen)
+            xb = augment(rows if crop is None else random_crops(rows, crop, gen), cfg, gen)
             if aux_model is None or aux is None:
                 loss = loss_fn(model(xb, demo[idx]), y[idx])
             else:
