@@ -8,7 +8,9 @@ crops), then inference on 10 s records scored as ``fedami predict`` scores them 
 measured in this one run: ``torch.no_grad`` as the engine runs it, ``torch.inference_mode``, windows of
 a batch stacked into one forward pass, batch sizes, ONNX Runtime as ``fedami predict`` runs it
 (its default engine) and with int8 dynamic quantisation, and ONNX Runtime's own profile by operator.
-Each figure is batched ECGs/s (the fastest of 3 passes) and the median latency of one ECG.
+Each figure is batched ECGs/s (the fastest of 3 passes) and the median latency of one ECG. ``--brief``
+measures only what training and ``fedami predict`` run (both training rows; the whole record in torch and in
+ONNX Runtime), for the suite's table of every model, which would otherwise take hours on 2 cores.
 Model, threads, rate, batch and crop default to the typed training settings (``train.*``).
 """
 
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     O.add_options(p, RunConfig, options)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--ecgs", type=int, default=1024, help="ECGs per inference measurement")
+    p.add_argument("--brief", action="store_true", help="inference as fedami predict runs it only (no variants)")
     args = p.parse_args(argv)
     cfg = F.parse(TrainConfig, {k.removeprefix("train."): v for k, v in O.given(args, options, "synthetic").items()})
 
@@ -117,10 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         ("torch inference_mode, windows stacked", windows_stacked),
         ("torch inference_mode, whole record", whole),
     ]
+    if args.brief:
+        variants = [v for v in variants if v[1] is whole]
     from common.inference.runtime import RuntimeUnavailable
 
     try:
-        variants += _onnx_variants(model, x, d, starts, length, cfg.num_threads)
+        variants += _onnx_variants(model, x, d, starts, length, cfg.num_threads, brief=args.brief)
     except RuntimeUnavailable as err:
         print(f"  (ONNX Runtime not measured: {err})")
     print(f"  {'inference':<42}" + "".join(f"{f'batch {b}':>11}" for b in BATCHES) + f"{'one ECG':>10}")
@@ -131,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _onnx_variants(
-    model: object, x: object, d: object, starts: list[int], length: int, threads: int
+    model: object, x: object, d: object, starts: list[int], length: int, threads: int, *, brief: bool = False
 ) -> list[tuple[str, Callable[[int], object]]]:
-    """ONNX Runtime as ``fedami predict --engine onnx`` runs it (one export; any record length)."""
+    """ONNX Runtime as ``fedami predict --engine onnx`` runs it (one export; any record length); ``brief``: the
+    whole record only, without the int8 variant and the profile."""
     import torch
 
     from common.inference.runtime import OnnxRuntimeModel, session_feed
@@ -153,6 +159,8 @@ def _onnx_variants(
         ("ONNX Runtime, windows stacked", ort_windows),
         ("ONNX Runtime, whole record", ort_whole),
     ]
+    if brief:
+        return variants[1:]
     xn, dn = x.numpy(), d.numpy()
     int8 = _int8_session(ort_model.onnx, threads)
     variants.append(
