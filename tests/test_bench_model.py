@@ -29,5 +29,6 @@ def test_bench_model_brief_prints_only_what_training_and_predict_run() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     for row in ("train, whole 10 s", "torch inference_mode, whole record", "ONNX Runtime, whole record"):
         assert row in proc.stdout, proc.stdout
+    assert "batch 256" in proc.stdout and "batch 1024" not in proc.stdout, proc.stdout
     for row in ("windows", "int8", "by operator"):
         assert row not in proc.stdout.split("fedami predict scores")[1].split("\n", 1)[1], proc.stdout
