@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     O.add_options(p, RunConfig, options)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--ecgs", type=int, default=1024, help="ECGs per inference measurement")
-    p.add_argument("--brief", action="store_true", help="inference as fedami predict runs it only, at batch 256 (no variants)")
+    p.add_argument("--brief", action="store_true", help="inference as fedami predict runs it, at batch 256 only")
     args = p.parse_args(argv)
     cfg = F.parse(TrainConfig, {k.removeprefix("train."): v for k, v in O.given(args, options, "synthetic").items()})
 
