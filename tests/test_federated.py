@@ -146,7 +146,8 @@ def _every_training_field_changed() -> TrainConfig:
     changed = TrainConfig(
         model="bilstm", batch_size=30, lr=3e-4, weight_decay=0.2, target_fs=250, seed=11, num_threads=3,
         loss="focal", pos_weight="none", focal_gamma=1.5, crop_s=5.0, window_aggregate="max", progress=True,
-        auxiliary_targets=("superclass_HYP",), auxiliary_weight=0.5,
+        auxiliary_targets=("superclass_HYP",), auxiliary_weight=0.5, augment_gain=0.1, augment_noise=0.05,
+        augment_wander=0.1,
     )  # fmt: skip
     default = TrainConfig()
     same = [name for name in TrainConfig.model_fields if getattr(changed, name) == getattr(default, name)]
