@@ -283,7 +283,8 @@ def follow(
 
     A run still ``pending`` after ``pending_s`` (its ServerApp never started) or unfinished after ``timeout_s``
     is stopped and raises ``TimeoutError``: the coordinator never waits forever. The status is asked for every
-    ``poll_s`` while the log streams, and every :data:`ENDED_POLL_S` once the stream has ended with the run.
+    ``poll_s`` while the log streams and, once the stream has ended with the run, after :data:`ENDED_POLL_S`,
+    then twice as long each time up to ``poll_s``.
     """
     streamer = stream_log(run_id, connection, out)
     start, after_end = time.monotonic(), 0
