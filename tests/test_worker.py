@@ -61,7 +61,9 @@ def _arrays(reply: Message) -> list[np.ndarray]:
 def test_the_worker_replies_exactly_as_the_client_app_process_would(
     tiny_cohort: list[SiteStore], tiny_data_dir: Path, sock: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Prepare: a worker for three messages; the same messages handled in this process for comparison
+    # Prepare: a worker for three messages, logging from its start (it logs its socket once bound, which can be
+    # after the socket file appears); the same messages handled in this process for comparison
+    caplog.set_level(logging.INFO, logger="fedami.worker")
     thread = _start(sock, 3)
     train = _message(MessageType.TRAIN, {P.SERVER_ROUND: 2})
     evaluate = _message(MessageType.EVALUATE, {P.EVAL_SPLIT: "val"})
@@ -85,7 +87,9 @@ def test_the_worker_replies_exactly_as_the_client_app_process_would(
         assert dict(g.content.metric_records.get(P.METRICS, {})) == dict(w.content.metric_records.get(P.METRICS, {}))
     assert dict(got[2].content.config_records[P.CONFIG]) == {P.HOSPITAL: "hospital_b"}
     assert not thread.is_alive() and not sock.exists()
-    assert [r.getMessage().split(" in ")[0] for r in caplog.records if r.name == "fedami.worker"][:3] == [
+    said = [r.getMessage() for r in caplog.records if r.name == "fedami.worker"]
+    assert said[0].startswith(f"hospital worker on {sock} (source ")
+    assert [m.split(" in ")[0] for m in said[1:]] == [
         "train message replied",
         "evaluate message replied",
         "query message replied",
