@@ -6,7 +6,6 @@ hospital, identified by name, replies checked and ordered; the fault policy is d
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from torch import nn
 
 from common.config import AppConfig
 from common.config.paths import server_out_dir
+from common.data.store import write_json
 from common.evaluation.tables import format_ci_pair
 from common.federation import histograms as H
 from common.federation import outputs as O
@@ -98,7 +98,7 @@ def final_test_round(
 
 
 def _write(out: Path, name: str, payload: Any) -> None:
-    (out / name).write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(out / name, payload)
 
 
 def _log_test(test: Mapping[str, Any], out: Path) -> None:

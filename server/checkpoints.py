@@ -24,6 +24,7 @@ import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from common.config import flat as F
+from common.data.store import write_json
 from common.evaluation.subgroups import SUBGROUPS
 from common.federation import histograms as H
 from common.federation import outputs as O
@@ -244,7 +245,7 @@ class RoundTracker:
         if self.out_dir is None:
             return
         # last.pt holds this round: its sidecar and card get the validation too
-        (self.out_dir / "last.json").write_text(json.dumps({"round": global_round, "metrics": entry}, indent=2) + "\n")
+        write_json(self.out_dir / "last.json", {"round": global_round, "metrics": entry})
         if self.card is not None:
             write_card(self.out_dir / "last.pt", self.card(f"round {global_round} (the last so far)", auc, None))
         self._write_history()
@@ -257,5 +258,5 @@ class RoundTracker:
 
     def _write_history(self) -> None:
         assert self.out_dir is not None
-        (self.out_dir / O.HISTORY).write_text(json.dumps(self.history, indent=2) + "\n")
-        (self.out_dir / O.TRAINED_WITH).write_text(json.dumps(self.trained_with, indent=2) + "\n")
+        write_json(self.out_dir / O.HISTORY, self.history)
+        write_json(self.out_dir / O.TRAINED_WITH, self.trained_with)

@@ -308,6 +308,10 @@ def test_paired_bootstrap_identical_and_clearly_different_models() -> None:
     different = paired_bootstrap_test(y, s, s + 3 * noise, pid, n_boot=300)
     assert different.difference == pytest.approx(roc_auc_score(y, s) - roc_auc_score(y, s + 3 * noise))
     assert different.lower is not None and different.lower > 0 and different.p_value < 0.01
+    assert different.ratio == pytest.approx(different.estimate_a / different.estimate_b)
+    assert same.ratio == same.ratio_lower == same.ratio_upper == 1.0
+    assert different.ratio_lower is not None and different.ratio_upper is not None
+    assert 1 < different.ratio_lower < different.ratio < different.ratio_upper
     pr = paired_bootstrap_test(y, s, s + 3 * noise, pid, metric="auprc", n_boot=100)
     assert pr.metric == "auprc" and pr.difference > 0
 

@@ -19,8 +19,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _strict(constant: str) -> None:
+    raise AssertionError(f"results.json is not strict JSON: {constant}")
+
+
 def _check_outputs(out: Path, arms: set[str]) -> dict:  # type: ignore[type-arg]
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text(), parse_constant=_strict)
     config = json.loads((out / "config.json").read_text())
     assert results["config"] == config
     assert [row["site"] for row in results["hospitals"]] == ["hospital_a", "hospital_b", "hospital_c"]
@@ -40,6 +44,7 @@ def test_centralised_arms_smoke_run(tmp_path: Path) -> None:
     assert "AUROC [95% CI]" in proc.stdout.splitlines()[-2] or "AUROC [95% CI]" in proc.stdout
     results = _check_outputs(out, {"pooled", "local:hospital_a", "local:hospital_b", "local:hospital_c"})
     assert len(results["scores"]) == 4 + 3 * 4  # each model at 3 test sites and at all of them pooled
+    assert results["folds"][0]["comparisons"] == []  # no federated model to compare the others with
     assert {r["test_site"] for r in results["scores"]} == {"hospital_a", "hospital_b", "hospital_c", "all"}
     # what each arm trained with is recorded as it ran: rounds x local epochs passes, the pooled batch, the seed
     arms = {a["arm"]: a for a in results["folds"][0]["arms"]}
@@ -76,8 +81,18 @@ def test_default_command_runs_all_three_arms(tmp_path: Path) -> None:
     )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = _check_outputs(out, {"federated", "pooled", "local:hospital_a", "local:hospital_b", "local:hospital_c"})
+    arms = {"federated", "pooled", "local:hospital_a", "local:hospital_b", "local:hospital_c"}
+    results = _check_outputs(out, arms)
     assert results["federation_overhead"]["ratio"] > 0
+    # the federated model against each of the 4 other arms, paired, at every test site with an AUROC (a tiny
+    # hospital's test split can be of one class) and at all of them
+    paired = results["folds"][0]["comparisons"]
+    defined = {r["test_site"] for r in results["scores"] if r["arm"] == "federated" and r["auroc"] is not None}
+    assert "all" in defined and {(c["test_site"], c["other"]) for c in paired} == {
+        (s, a) for s in defined for a in arms - {"federated"}
+    }
+    assert all(0 <= c["p_bootstrap"] <= 1 and c["n_boot"] > 0 for c in paired)
+    assert "## Federated against the other arms, paired" in (out / "results.md").read_text()
     fed = next(a for a in results["folds"][0]["arms"] if a["arm"] == "federated")
     assert [p["passes"] for p in fed["curve"]] == [1, 2]
     assert fed["trained_with"]["train"]["batch_size"] == 21 and fed["trained_with"]["train"]["num_threads"] == 1

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from common.data.store import MANIFEST_FILE, SIGNALS_FILE, SiteStore, StoreError, summarise, write_site_store
+from common.data.store import (
+    MANIFEST_FILE,
+    SIGNALS_FILE,
+    SiteStore,
+    StoreError,
+    summarise,
+    write_json,
+    write_site_store,
+)
 from common.synthetic.cohort import ensure_synthetic_site
 
 from .conftest import TINY
@@ -112,3 +121,18 @@ def test_summary_counts_patients_and_positives(tiny_cohort: list[SiteStore]) -> 
     for row, store in zip(table.itertuples(), tiny_cohort, strict=True):
         assert row.patients == store.metadata["patient_id"].nunique()
         assert row.positives == int(store.metadata["label"].sum())
+
+
+def test_results_are_written_as_strict_json(tmp_path: Path) -> None:
+    # Prepare: a one-class site's undefined figures as numpy and pandas leave them
+    payload = {"auroc": float("nan"), "rows": [{"lo": np.float64("inf"), "n": 3}], "ok": np.float32(0.5), "p": None}
+
+    # Execute
+    write_json(tmp_path / "r.json", payload)
+
+    # Assert: null where JSON has no number; a strict reader takes it
+    def strict(constant: str) -> None:
+        raise AssertionError(constant)
+
+    got = json.loads((tmp_path / "r.json").read_text(), parse_constant=strict)
+    assert got == {"auroc": None, "rows": [{"lo": None, "n": 3}], "ok": 0.5, "p": None}

@@ -15,6 +15,7 @@ exists is always whole, and two processes building the same store never see each
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import uuid
@@ -193,4 +194,15 @@ def summarise(stores: Iterable[SiteStore]) -> pd.DataFrame:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    """``payload`` as strict JSON: NaN and infinities, which JSON has no words for, are written as null."""
+    path.write_text(json.dumps(_finite(payload), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float | np.floating):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v

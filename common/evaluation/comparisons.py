@@ -140,6 +140,9 @@ class PairedBootstrapResult(JsonResult):
     p_value : float
         Two-sided: ``min(1, 2 * min(#{d <= 0} + 1, #{d >= 0} + 1) / (n_valid + 1))`` over the valid
         replicate differences ``d`` (never exactly 0; 1 when the models are identical).
+    ratio, ratio_lower, ratio_upper : float or None
+        ``estimate_a / estimate_b`` and the percentile interval of the replicate ratios (None where
+        ``estimate_b`` is 0; replicates whose ``b`` is 0 are left out of the interval).
     """
 
     metric: str
@@ -156,6 +159,9 @@ class PairedBootstrapResult(JsonResult):
     n_ecgs: int
     n_patients: int
     seed: int
+    ratio: float | None = None
+    ratio_lower: float | None = None
+    ratio_upper: float | None = None
 
 
 def paired_bootstrap_test(
@@ -192,6 +198,8 @@ def paired_bootstrap_test(
     lo, hi = percentiles(d, alpha)
     k = len(d)
     p = min(1.0, 2 * min(int((d <= 0).sum()) + 1, int((d >= 0).sum()) + 1) / (k + 1))
+    nonzero = ok & (reps[:, 1] != 0)
+    ratio_lo, ratio_hi = percentiles(reps[nonzero, 0] / reps[nonzero, 1], alpha)
     return PairedBootstrapResult(
         metric=name,
         estimate_a=est_a,
@@ -207,4 +215,7 @@ def paired_bootstrap_test(
         n_ecgs=len(yy),
         n_patients=n_patients,
         seed=seed,
+        ratio=est_a / est_b if est_b != 0 else None,
+        ratio_lower=ratio_lo if est_b != 0 else None,
+        ratio_upper=ratio_hi if est_b != 0 else None,
     )

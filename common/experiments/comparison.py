@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from common.data.sources import Prepared
 from common.data.splits import Fold, gah_folds, loho_folds
 from common.data.store import SiteStore, summarise, write_json
 from common.evaluation.bootstrap import bootstrap_ci
+from common.evaluation.comparisons import delong_test, paired_bootstrap_test
 from common.evaluation.metrics import MetricError, auprc, youden_threshold
 from common.evaluation.plots import plot_learning_curves
 from common.evaluation.tables import format_ci, format_value, markdown_table
@@ -132,6 +133,9 @@ class ArmResult:
     curve: tuple[CurvePoint, ...]
     threshold: float | None
     scores: tuple[SiteScore, ...]
+    test_scores: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    """The model's score of every test ECG per test site, where the data is (for the paired comparisons;
+    never written: a federated deployment sends none)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +149,35 @@ class ArmResult:
 
 
 @dataclass(frozen=True)
+class PairedComparison:
+    """The federated model against another arm's on the same test ECGs: paired patient bootstrap and DeLong.
+
+    Both models are scored where the data is, so the federated AUROC here is that of its exact scores (the
+    main table's comes from the hospitals' score histograms and can differ in the third decimal).
+    """
+
+    fold: str
+    test_site: str
+    other: str
+    n: int
+    positives: int
+    federated: float
+    other_auroc: float
+    difference: float
+    """``federated - other_auroc``."""
+    lower: float | None
+    upper: float | None
+    ratio: float | None
+    """``federated / other_auroc``."""
+    ratio_lower: float | None
+    ratio_upper: float | None
+    p_bootstrap: float
+    p_delong: float | None
+    """None where DeLong's variance is undefined (fewer than 2 ECGs of a class)."""
+    n_boot: int
+
+
+@dataclass(frozen=True)
 class FoldResult:
     fold: str
     train_sites: tuple[str, ...]
@@ -152,6 +185,7 @@ class FoldResult:
     arms: tuple[ArmResult, ...]
     federated_server_test: dict[str, Any] | None
     """The server's own test figures from the hospitals' histograms (federated arm only)."""
+    comparisons: tuple[PairedComparison, ...] = ()
 
     def arm(self, name: str) -> ArmResult | None:
         return next((a for a in self.arms if a.arm == name), None)
@@ -163,6 +197,7 @@ class FoldResult:
             "test_sites": {k: list(v) for k, v in self.test_sites.items()},
             "arms": [a.to_dict() for a in self.arms],
             "federated_server_test": self.federated_server_test,
+            "comparisons": [asdict(c) for c in self.comparisons],
         }
 
 
@@ -208,13 +243,11 @@ def score_tests(
     arm: str,
     fold: str,
     tests: Mapping[str, EcgArrays],
-    model: torch.nn.Module,
-    tcfg: TrainConfig,
+    scores: Mapping[str, np.ndarray],
     threshold: float | None,
     cfg: RunConfig,
 ) -> tuple[SiteScore, ...]:
-    """One model at each test site and, where there are several, at all of them together."""
-    scores = {site: predict(model, data, tcfg) for site, data in tests.items()}
+    """One model's ``scores`` at each test site and, where there are several, at all of them together."""
     seed = cfg.train.seed
     out = [score_site(arm, fold, s, tests[s], scores[s], threshold, n_boot=cfg.n_boot, seed=seed) for s in tests]
     if len(tests) > 1:
@@ -222,6 +255,52 @@ def score_tests(
         joined = np.concatenate([scores[s] for s in tests])
         out.append(score_site(arm, fold, ALL_SITES, everything, joined, threshold, n_boot=cfg.n_boot, seed=seed))
     return tuple(out)
+
+
+def predict_tests(model: torch.nn.Module, tests: Mapping[str, EcgArrays], tcfg: TrainConfig) -> dict[str, np.ndarray]:
+    return {site: predict(model, data, tcfg) for site, data in tests.items()}
+
+
+def compare_with_federated(
+    fold: str, tests: Mapping[str, EcgArrays], arms: Sequence[ArmResult], cfg: RunConfig
+) -> tuple[PairedComparison, ...]:
+    """The federated model against every other arm at each test site and at all together, on the same ECGs.
+
+    A test site of one class has no AUROC and so no comparison (the main table says ``n/a`` for it).
+    """
+    fed = next((a for a in arms if a.arm == "federated"), None)
+    if fed is None or not fed.test_scores:
+        return ()
+    groups = {site: [site] for site in tests}
+    if len(tests) > 1:
+        groups[ALL_SITES] = list(tests)
+    out = []
+    for name, members in groups.items():
+        data = concat([tests[s] for s in members])
+        if data.n_positive in (0, len(data)):
+            continue
+        a = np.concatenate([fed.test_scores[s] for s in members])
+        for other in (o for o in arms if o is not fed and o.test_scores):
+            b = np.concatenate([other.test_scores[s] for s in members])
+            boot = paired_bootstrap_test(
+                data.y, a, b, data.meta["patient_id"].to_numpy(), n_boot=cfg.n_boot, seed=cfg.train.seed
+            )
+            row = PairedComparison(
+                fold=fold, test_site=name, other=other.arm, n=len(data), positives=data.n_positive,
+                federated=boot.estimate_a, other_auroc=boot.estimate_b, difference=boot.difference,
+                lower=boot.lower, upper=boot.upper, ratio=boot.ratio, ratio_lower=boot.ratio_lower,
+                ratio_upper=boot.ratio_upper, p_bootstrap=boot.p_value, p_delong=_delong_p(data.y, a, b),
+                n_boot=boot.n_valid,
+            )  # fmt: skip
+            out.append(row)
+    return tuple(out)
+
+
+def _delong_p(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float | None:
+    try:
+        return delong_test(y, a, b).p_value
+    except MetricError:
+        return None
 
 
 def _threshold(val: EcgArrays, scores: np.ndarray) -> float | None:
@@ -315,8 +394,9 @@ def _centralised_arm(
         config=cfg,
     )
     write_card(checkpoint, card)
+    scores = predict_tests(model, fd.test, tcfg)
     return ArmResult(
-        arm, training, seconds, tuple(curve), thr, score_tests(arm, fd.fold.name, fd.test, model, tcfg, thr, cfg)
+        arm, training, seconds, tuple(curve), thr, score_tests(arm, fd.fold.name, fd.test, scores, thr, cfg), scores
     )
 
 
@@ -385,12 +465,15 @@ def _federated_arm(
     best = fed_out / "best.pt"
     model.load_state_dict(load_checkpoint(best if best.is_file() else fed_out / "last.pt"))
     thr = outputs.test["threshold"]  # chosen by the server on the training hospitals' validation histograms
-    if set(fd.test) <= set(outputs.test["sites"]):
-        # GAH: every test site is a hospital of the federation: its figures are those the hospitals sent
+    gah = set(fd.test) <= set(outputs.test["sites"])
+    # the exact scores where the data is: for the held-out hospital under LOHO, and for the paired comparisons
+    test_scores = predict_tests(model, fd.test, cfg.train) if not gah or len(cfg.arms) > 1 else {}
+    if gah:  # every test site is a hospital of the federation: its figures are those the hospitals sent
         scores = scores_from_histograms("federated", fold.name, outputs.test)
     else:  # LOHO: the held-out hospital is no node of the run; it is scored where its data is
-        scores = score_tests("federated", fold.name, fd.test, model, cfg.train, thr, cfg)
-    arm = ArmResult("federated", _federated_training(app, outputs, fd), seconds, tuple(curve), thr, scores)
+        scores = score_tests("federated", fold.name, fd.test, test_scores, thr, cfg)
+    training = _federated_training(app, outputs, fd)
+    arm = ArmResult("federated", training, seconds, tuple(curve), thr, scores, test_scores)
     return arm, outputs.test
 
 
@@ -413,7 +496,8 @@ def run_fold(
     for site in fold.train_sites if "local" in cfg.arms else ():
         echo(f"  [{fold.name}] local-only at {site}")
         arms.append(_centralised_arm(f"local:{site}", fd, [site], cfg, spec, out, echo))
-    return FoldResult(fold.name, fold.train_sites, dict(fold.test_sites), tuple(arms), server_test)
+    comparisons = compare_with_federated(fold.name, fd.test, arms, cfg)
+    return FoldResult(fold.name, fold.train_sites, dict(fold.test_sites), tuple(arms), server_test, comparisons)
 
 
 @dataclass(frozen=True)
@@ -430,6 +514,9 @@ class ComparisonResult:
         """One row per arm and test site of every fold."""
         return pd.DataFrame([asdict(s) for r in self.folds for a in r.arms for s in a.scores])
 
+    def comparisons(self) -> tuple[PairedComparison, ...]:
+        return tuple(c for r in self.folds for c in r.comparisons)
+
     def to_dict(self) -> dict[str, Any]:
         ov = self.overhead
         return {
@@ -437,7 +524,7 @@ class ComparisonResult:
             "prepared": str(self.prepared.path),
             "hospitals": summarise(self.prepared.stores).to_dict(orient="records"),
             "folds": [r.to_dict() for r in self.folds],
-            "scores": self.scores().to_dict(orient="records"),
+            "scores": [asdict(s) for r in self.folds for a in r.arms for s in a.scores],
             "federation_overhead": {"federated_s": ov.federated_s, "pooled_s": ov.pooled_s, "ratio": ov.ratio}
             if ov
             else None,
@@ -554,6 +641,19 @@ def run_comparison(
         "Each arm's settings as trained are under `folds[].arms[].trained_with` in `results.json`.",
         "",
     ]
+    paired = paired_table(result.comparisons())
+    if len(paired):
+        md += [
+            "## Federated against the other arms, paired",
+            "",
+            f"Both models scored on the same test ECGs where the data is; difference and ratio of AUROC with "
+            f"{cfg.n_boot}-replicate patient-bootstrap 95 % intervals, the bootstrap's two-sided p and DeLong's "
+            "(which treats ECGs as independent). The federated AUROC here is that of its exact scores; the table "
+            "above gives the one from the hospitals' score histograms.",
+            "",
+            markdown_table(paired),
+            "",
+        ]
     if ov:
         md += [
             "## Federation overhead",
@@ -565,6 +665,9 @@ def run_comparison(
     (out / "results.md").write_text("\n".join(md))
     echo("")
     echo(readable.to_string(index=False))
+    if len(paired):
+        echo("\nfederated against the other arms, paired on the same test ECGs:")
+        echo(paired.to_string(index=False))
     if ov:
         echo(f"federation overhead (wall time federated / pooled, same passes): {ov.ratio:.2f}")
     echo(f"results: {out / 'results.json'}  report: {out / 'results.md'}")
@@ -589,5 +692,27 @@ def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
             "threshold": table["threshold"].map(format_value),
             "Sens": table["sensitivity"].map(format_value),
             "Spec": table["specificity"].map(format_value),
+        }
+    )
+
+
+def paired_table(rows: Sequence[PairedComparison]) -> pd.DataFrame:
+    """One row per fold, test site and other arm: both AUROCs, difference and ratio [95 % CI], p-values."""
+
+    def signed(v: float, lo: float | None, hi: float | None) -> str:
+        return f"{v:+.3f}" if lo is None or hi is None else f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+    return pd.DataFrame(
+        {
+            "fold": [c.fold for c in rows],
+            "test site": [c.test_site for c in rows],
+            "against": [c.other for c in rows],
+            "n (AMI)": [f"{c.n} ({c.positives})" for c in rows],
+            "federated": [format_value(c.federated) for c in rows],
+            "other": [format_value(c.other_auroc) for c in rows],
+            "difference [95% CI]": [signed(c.difference, c.lower, c.upper) for c in rows],
+            "ratio [95% CI]": [format_ci(c.ratio, c.ratio_lower, c.ratio_upper) for c in rows],
+            "p (bootstrap)": [f"{c.p_bootstrap:.3g}" for c in rows],
+            "p (DeLong)": ["n/a" if c.p_delong is None else f"{c.p_delong:.3g}" for c in rows],
         }
     )

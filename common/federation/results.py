@@ -9,12 +9,12 @@ score leaves a hospital.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from common.data.store import write_json
 from common.evaluation.calibration import CalibrationSums
 from common.evaluation.metrics import jsonable
 from common.evaluation.subgroups import SUBGROUPS, subgroup_reason
@@ -291,5 +291,5 @@ def write_report(out: Path, test: dict[str, Any], history: Sequence[dict[str, An
         "curve": curve,
         "settings": "app_config.json",
     }
-    (out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / RESULTS, results)
     plot_learning_curves({"federated": (rounds, aurocs)}, out / CURVE)
