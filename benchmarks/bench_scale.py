@@ -16,9 +16,10 @@ so it adds up to what the job holds):
    The goal's figure is the second round against the second epoch: the round's time is the ServerApp's
    (``history.json``: every hospital's training pass, with the first round's validation, which Flower's
    exchange carries in the next round's messages), the epoch's the pooled arm's (its training pass and
-   validation). The first round also reads each hospital's data: it is set beside the first epoch plus
-   the pooled arm's reading of the same data (neither with a validation). The arms' whole wall times,
-   start-up included, are in ``scale.json``.
+   validation). A profile says where the round's time went: each hospital's reading, validation and
+   training by its own clock, how long it waited for the slowest, and the rest. The first round also
+   reads each hospital's data: it is set beside the first epoch plus the pooled arm's reading of the same
+   data (neither with a validation). The arms' whole wall times, start-up included, are in ``scale.json``.
 
 ``--data-dir`` keeps the cohort for a later run (default: a temporary folder, deleted at the end).
 """
@@ -196,8 +197,32 @@ def measure(
                          "first_train_s": epoch_1["train_s"], "load_s": pooled["load_s"],
                          "arm_s": arms["pooled"]["seconds"]},
         "round_over_epoch": round(round_s / epoch_s, 3),
+        "profile": round_profile(second),
         "first_round_over_epoch": round(first["train_s"] / (epoch_1["train_s"] + pooled["load_s"]), 3),
     }  # fmt: skip
+
+
+def round_profile(entry: dict[str, Any]) -> dict[str, Any]:
+    """Where one round's time went: each hospital's handler by its own clock (``history.json``), and the rest.
+
+    ``waited_s``: how long a hospital had finished before the slowest one; ``outside_s``: the round's time beyond
+    the slowest handler (Flower's messages and process hops, the server's aggregation).
+    """
+    hospitals = {name: {k: v for k, v in t.items() if k.endswith("_s")} for name, t in entry["trained"].items()}
+    slowest = max((t.get("handler_s", 0.0) for t in hospitals.values()), default=0.0)
+    for t in hospitals.values():
+        if "handler_s" in t:
+            t["waited_s"] = round(slowest - t["handler_s"], 3)
+    return {"round_s": entry["train_s"], "hospitals": hospitals, "outside_s": round(entry["train_s"] - slowest, 3)}
+
+
+def print_profile(profile: dict[str, Any]) -> None:
+    columns = ("read_s", "validate_s", "train_s", "handler_s", "waited_s")
+    print(f"where the second round's {profile['round_s']:.1f} s went, by each hospital's clock:")
+    print(f"{'hospital':<12}" + "".join(f"{c:>12}" for c in columns))
+    for name, t in profile["hospitals"].items():
+        print(f"{name:<12}" + "".join(f"{t[c]:>12.1f}" if c in t else f"{'n/a':>12}" for c in columns))
+    print(f"beyond the slowest hospital's handler (messages, process hops, aggregation): {profile['outside_s']:.1f} s")
 
 
 def summary_line(r: dict[str, Any]) -> str:
@@ -235,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         for (data_args, cohort, plan), (f, c) in zip(plans, points, strict=True):
             print(f"\n{f:g}x over {c} hospitals", flush=True)
             reports.append(measure(data_args, cohort, plan, data_dir, out / f"{f:g}x-{c}", extra))
-            print(HEADER + "\n" + summary_line(reports[-1]), flush=True)
+            print(HEADER + "\n" + summary_line(reports[-1]))
+            print_profile(reports[-1]["profile"])
         report = {
             "command": "python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": {"cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / GIB, 1)},
@@ -250,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         print(HEADER)
         for r in reports:
             print(summary_line(r))
+        for r in reports:
+            print(f"\n{r['ecgs']:,} ECGs over {r['hospitals']} hospitals: ", end="")
+            print_profile(r["profile"])
         if args.out is not None:
             print(f"report: {out / 'scale.json'}")
     finally:

@@ -8,6 +8,7 @@ histograms and confusion counts, never a per-record score or label.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -51,6 +52,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
+        start = time.perf_counter()
         cfg = settings(context)
         hospital = hospital_of(cfg, context.node_config)
         config: ConfigRecord = msg.content.config_records[P.CONFIG]
@@ -60,14 +62,22 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
         weights = received.to_torch_state_dict()
         # The previous round's model, validated in this round's exchange: one message per round, not two.
         validation = None
+        lap = time.perf_counter()
         if config.get(P.VALIDATE, False):
             validation = evaluation_metrics(evaluate_split(cfg, hospital, weights, "val"), hospital.index)
-        res = local_train(weights, hospital_split(cfg, hospital, "train"), plan)
+        validated = time.perf_counter()
+        data = hospital_split(cfg, hospital, "train")
+        read = time.perf_counter()
+        res = local_train(weights, data, plan)
+        done = time.perf_counter()
         metrics: dict[str, H.MetricValue] = {
             P.NUM_EXAMPLES: res.num_examples,
             P.NUM_POSITIVES: res.num_positives,
             P.TRAIN_LOSS: res.train_loss,
             P.SITE_INDEX: hospital.index,
+            P.VALIDATE_S: validated - lap,
+            P.READ_S: read - validated,
+            P.TRAIN_S: done - read,
         }
         state = res.state
         if os.environ.get(FAULT_ENV) == "nan-weights":
@@ -78,6 +88,7 @@ def make_client_app(overrides: Mapping[str, str | int | float | bool] | None = N
             sent = {k: a.numpy() for k, a in received.items()}
             trained = {k: v.detach().cpu().numpy() for k, v in state.items()}
             arrays = ArrayRecord({k: Array(v) for k, v in C.encode(trained, sent, method).items()})
+        metrics[P.HANDLER_S] = time.perf_counter() - start
         content: dict[str, ArrayRecord | MetricRecord | ConfigRecord] = {
             P.ARRAYS: arrays,
             P.METRICS: MetricRecord(metrics),

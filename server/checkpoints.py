@@ -13,6 +13,7 @@ validated yet (the run stopped in between) is validated first when the run resum
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ class RoundTracker:
                 common_spec(self.specs)  # hospitals whose data were prepared differently stop the run here
             positives = int(P.number(m, P.NUM_POSITIVES)) if P.NUM_POSITIVES in m else None
             self.training_data[name] = HospitalData(ecgs=int(P.number(m, weight_key)), positives=positives)
-            trained[name] = {"examples": int(P.number(m, weight_key)), "loss": P.number(m, P.TRAIN_LOSS)}
+            trained[name] = {"examples": int(P.number(m, weight_key)), "loss": P.number(m, P.TRAIN_LOSS), **_timings(m)}
         self._round = {
             "train_loss": loss,
             "train_examples": int(n.sum()),
@@ -260,3 +261,14 @@ class RoundTracker:
         assert self.out_dir is not None
         write_json(self.out_dir / O.HISTORY, self.history)
         write_json(self.out_dir / O.TRAINED_WITH, self.trained_with)
+
+
+def _timings(metrics: MetricRecord) -> dict[str, float]:
+    """A training reply's handler timings (:data:`~common.federation.protocol.TIMINGS`) as ``read_s`` etc.; a value
+    that is missing, not a number, negative or not finite is left out (they are the hospital's say-so)."""
+    out = {}
+    for key in P.TIMINGS:
+        value = metrics.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+            out[key.replace("-", "_")] = round(float(value), 3)
+    return out

@@ -77,7 +77,10 @@ def test_train_reply_holds_weights_aggregates_and_the_settings_used(
     assert [a.shape for a in got] == [a.shape for a in sent]
     assert any(not np.array_equal(a, b) for a, b in zip(got, sent, strict=True))
     metrics = dict(reply.content.metric_records[P.METRICS])
-    assert set(metrics) == {P.NUM_EXAMPLES, P.NUM_POSITIVES, P.TRAIN_LOSS, P.SITE_INDEX}
+    assert set(metrics) == {P.NUM_EXAMPLES, P.NUM_POSITIVES, P.TRAIN_LOSS, P.SITE_INDEX, *P.TIMINGS}
+    # the handler's own clock: each part non-negative, the whole at least their sum
+    parts = [metrics[k] for k in (P.VALIDATE_S, P.READ_S, P.TRAIN_S)]
+    assert all(isinstance(v, float) and v >= 0 for v in parts) and metrics[P.HANDLER_S] >= sum(parts)
     train_rows = tiny_cohort[2].metadata["split"] == "train"
     assert metrics[P.NUM_EXAMPLES] == int(train_rows.sum())
     assert metrics[P.NUM_POSITIVES] == int(tiny_cohort[2].metadata.loc[train_rows, "label"].sum())

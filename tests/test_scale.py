@@ -72,3 +72,31 @@ def test_a_cohort_stored_at_the_training_rate_trains_on_the_same_input(tmp_path:
         assert x.meta["record_id"].tolist() == y.meta["record_id"].tolist()
     sizes = [(s.path / "signals.npy").stat().st_size for s in (native[0], small[0])]
     assert sizes[1] < sizes[0] / 4.9
+
+
+def test_the_round_profile_says_who_waited_and_what_was_beyond_the_hospitals() -> None:
+    # Prepare: a history.json round in which hospital_a is the slowest and hospital_c reported no timings
+    from benchmarks.bench_scale import round_profile
+
+    entry = {
+        "round": 2,
+        "train_s": 40.0,
+        "trained": {
+            "hospital_a": {"examples": 9, "loss": 0.5, "read_s": 0.0, "validate_s": 2.0, "train_s": 30.0,
+                           "handler_s": 33.0},
+            "hospital_b": {"examples": 5, "loss": 0.4, "read_s": 0.0, "validate_s": 1.0, "train_s": 20.0,
+                           "handler_s": 21.5},
+            "hospital_c": {"examples": 3, "loss": 0.6},
+        },
+    }  # fmt: skip
+
+    # Execute
+    profile = round_profile(entry)
+
+    # Assert
+    assert profile["outside_s"] == 7.0 and profile["round_s"] == 40.0
+    assert profile["hospitals"]["hospital_a"]["waited_s"] == 0.0
+    assert profile["hospitals"]["hospital_b"] == {
+        "read_s": 0.0, "validate_s": 1.0, "train_s": 20.0, "handler_s": 21.5, "waited_s": 11.5,
+    }  # fmt: skip
+    assert profile["hospitals"]["hospital_c"] == {}

@@ -42,6 +42,32 @@ def test_a_hospital_that_trained_with_other_settings_stops_the_run(tmp_path: Pat
         tracker.aggregate_train([_train_reply(1, wrong)], P.NUM_EXAMPLES)
 
 
+def test_the_hospitals_timings_are_recorded_and_odd_ones_left_out(tmp_path: Path) -> None:
+    # Prepare: one hospital reports every timing, another a negative and a NaN one, the third none
+    from server.checkpoints import RoundTracker
+
+    def reply(site: int, timings: dict[str, float]) -> RecordDict:
+        metrics = MetricRecord({P.NUM_EXAMPLES: 10, P.TRAIN_LOSS: 0.5, P.SITE_INDEX: site})
+        for k, v in timings.items():
+            metrics[k] = v
+        return RecordDict({P.METRICS: metrics})
+
+    good = {P.READ_S: 0.25, P.VALIDATE_S: 1.0, P.TRAIN_S: 3.5, P.HANDLER_S: 5.0}
+    odd = {P.READ_S: -1.0, P.VALIDATE_S: float("nan"), P.TRAIN_S: 2.0}
+    tracker = RoundTracker(tmp_path, ("hospital_a", "hospital_b", "hospital_c"))
+
+    # Execute
+    tracker.aggregate_train([reply(0, good), reply(1, odd), reply(2, {})], P.NUM_EXAMPLES)
+    trained = tracker._round["trained"]
+
+    # Assert: recorded under the history's names; what is not a non-negative finite number is not recorded
+    assert trained["hospital_a"] == {
+        "examples": 10, "loss": 0.5, "read_s": 0.25, "validate_s": 1.0, "train_s": 3.5, "handler_s": 5.0,
+    }  # fmt: skip
+    assert trained["hospital_b"] == {"examples": 10, "loss": 0.5, "train_s": 2.0}
+    assert trained["hospital_c"] == {"examples": 10, "loss": 0.5}
+
+
 def test_hospitals_whose_data_were_prepared_differently_stop_the_run(tmp_path: Path) -> None:
     # Prepare: hospital_b's store was standardised per record, the others kept mV
     from common.config import PreprocessConfig

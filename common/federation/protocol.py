@@ -78,6 +78,15 @@ NODE_DATA_DIR: Final[str] = "data-dir"
 NODE_WORKER: Final[str] = "worker-socket"
 """Node config key: the Unix socket of the hospital's warm worker (``fedami deploy worker``), if it runs one."""
 
+READ_S: Final[str] = "read-s"
+VALIDATE_S: Final[str] = "validate-s"
+TRAIN_S: Final[str] = "train-s"
+HANDLER_S: Final[str] = "handler-s"
+TIMINGS: Final[tuple[str, ...]] = (READ_S, VALIDATE_S, TRAIN_S, HANDLER_S)
+"""Metric keys of a training reply: seconds the hospital's handler spent reading its training split (0 once it is
+in memory), validating the weights it received (with reading its validation split the first time), training, and
+in all, by its own clock. The server records them per round in ``history.json`` and never relies on them."""
+
 
 def number(record: Mapping[str, object], key: str, default: float | None = None) -> float:
     """A numeric entry of a metric or config record, with a clear error when it is not one."""
