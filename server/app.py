@@ -97,10 +97,6 @@ def final_test_round(
     return summary
 
 
-def _write(out: Path, name: str, payload: Any) -> None:
-    write_json(out / name, payload)
-
-
 def _log_test(test: Mapping[str, Any], out: Path) -> None:
     every = test[O.ALL_SITES]
     log.info(
@@ -154,7 +150,7 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
     try:
         roster.wait_for_all()
     except HospitalsError as err:
-        _write(out, O.STOPPED, {"reason": str(err), "round": 0})
+        write_json(out / O.STOPPED, {"reason": str(err), "round": 0})
         raise
     timing = {"wait_for_hospitals_s": time.perf_counter() - t0}
     seed_everything(cfg.train.seed)
@@ -196,7 +192,7 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
         test = final_test_round(roster, best, threshold, cfg)
     except HospitalsError as err:
         last = tracker.history[-1]["round"] if tracker.history else tracker.offset
-        _write(out, O.STOPPED, {"reason": str(err), "round": last, "resume": str(out)})
+        write_json(out / O.STOPPED, {"reason": str(err), "round": last, "resume": str(out)})
         log.error("stopped after round %s: %s", last, err)
         raise
     timing["test_round_s"] = time.perf_counter() - t_test
@@ -210,9 +206,9 @@ def run_server(grid: Grid, cfg: AppConfig) -> Path:
         "best_round": tracker.best_round,
         "best_val_auroc": tracker.best_auroc,
     }
-    _write(out, O.MESSAGES, audit)
-    _write(out, O.TEST, test)
-    _write(out, O.TIMING, {k: round(v, 3) for k, v in timing.items()})
+    write_json(out / O.MESSAGES, audit)
+    write_json(out / O.TEST, test)
+    write_json(out / O.TIMING, {k: round(v, 3) for k, v in timing.items()})
     R.write_report(out, test, tracker.history)
     _log_test(test, out)
     return out
