@@ -15,7 +15,6 @@ exists is always whole, and two processes building the same store never see each
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import uuid
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from common.data.leads import LEADS, N_LEADS, UNITS
 from common.data.npyfile import NpyRows, NpyWriter
+from common.evaluation.metrics import jsonable
 
 STORE_VERSION: Final[int] = 1
 SIGNALS_FILE: Final[str] = "signals.npy"
@@ -194,15 +194,6 @@ def summarise(stores: Iterable[SiteStore]) -> pd.DataFrame:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """``payload`` as strict JSON: NaN and infinities, which JSON has no words for, are written as null."""
-    path.write_text(json.dumps(_finite(payload), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
-
-
-def _finite(v: Any) -> Any:
-    if isinstance(v, float | np.floating):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_finite(x) for x in v]
-    return v
+    """``payload`` as strict JSON (:func:`~common.evaluation.metrics.jsonable`: NaN and infinities, which JSON has
+    no words for, as null; numpy scalars and arrays as plain numbers and lists)."""
+    path.write_text(json.dumps(jsonable(payload), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
