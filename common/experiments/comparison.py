@@ -510,9 +510,12 @@ class ComparisonResult:
     overhead: Overhead | None
     seconds: float
 
-    def scores(self) -> pd.DataFrame:
+    def score_rows(self) -> list[dict[str, Any]]:
         """One row per arm and test site of every fold."""
-        return pd.DataFrame([asdict(s) for r in self.folds for a in r.arms for s in a.scores])
+        return [asdict(s) for r in self.folds for a in r.arms for s in a.scores]
+
+    def scores(self) -> pd.DataFrame:
+        return pd.DataFrame(self.score_rows())
 
     def comparisons(self) -> tuple[PairedComparison, ...]:
         return tuple(c for r in self.folds for c in r.comparisons)
@@ -524,7 +527,7 @@ class ComparisonResult:
             "prepared": str(self.prepared.path),
             "hospitals": summarise(self.prepared.stores).to_dict(orient="records"),
             "folds": [r.to_dict() for r in self.folds],
-            "scores": [asdict(s) for r in self.folds for a in r.arms for s in a.scores],
+            "scores": self.score_rows(),
             "federation_overhead": {"federated_s": ov.federated_s, "pooled_s": ov.pooled_s, "ratio": ov.ratio}
             if ov
             else None,
