@@ -7,7 +7,9 @@ In one invocation, on one prepared synthetic cohort of ``--hospitals`` hospitals
 the ServerApp twice: in Flower's simulation (Ray, ``sim/simulation.py``) and deployed on loopback (a
 ``flower-superlink`` with TLS and SuperNode authentication, one ``flower-supernode`` per hospital, the run
 submitted as ``fedami deploy run`` submits it). It prints both wall times as the ServerApp measures them
-(``timing.json``: the rounds, the final test round, the whole app), their ratio, both runs' test AUROC, and,
+(``timing.json``: the rounds, the final test round, the whole app), their ratio, the mean time a round took beyond
+its slowest hospital's handler (``history.json``: Flower's messages and process hops, the aggregation), both runs'
+test AUROC, and,
 for the deployed run, the peak resident memory of the SuperLink (with its ServerApp), of each SuperNode's
 processes together, and of one ClientApp process, sampled every 0.25 s, with the number of ClientApp
 processes started (Flower starts one per message) and how long each lived; with ``--worker`` also the seconds the
@@ -199,9 +201,14 @@ def deployed(args: argparse.Namespace, root: Path, stores: Path, out: Path) -> d
 
 
 def read_run(out: Path) -> dict[str, Any]:
+    """The run's timings and test AUROC, and each round's time beyond its slowest hospital's handler."""
+    from benchmarks.bench_scale import round_profile
+
     timing = json.loads((out / "timing.json").read_text())
     test = json.loads((out / "test.json").read_text())
-    return {"timing": timing, "test_auroc": test["all"]["auroc"]}
+    history = json.loads((out / "history.json").read_text())
+    outside = [round_profile(entry)["outside_s"] for entry in history]
+    return {"timing": timing, "test_auroc": test["all"]["auroc"], "round_outside_handlers_s": outside}
 
 
 def report(sim: dict[str, Any], dep: dict[str, Any], args: argparse.Namespace) -> str:
@@ -219,6 +226,8 @@ def report(sim: dict[str, Any], dep: dict[str, Any], args: argparse.Namespace) -
     ):
         s, d = sim["timing"][key], dep["timing"][key]
         lines.append(f"{label:<28}{s:>11.1f}{d:>11.1f}{d / s:>8.2f}")
+    s, d = (sum(r["round_outside_handlers_s"]) / len(r["round_outside_handlers_s"]) for r in (sim, dep))
+    lines.append(f"{'a round beyond handlers (s)':<28}{s:>11.1f}{d:>11.1f}{'':>8}  (mean; Flower's hops, aggregation)")
     s, d = sim["wall_s"], dep["wall_s"]
     lines.append(f"{'submitted to finished (s)':<28}{s:>11.1f}{d:>11.1f}{d / s:>8.2f}")
     lines.append(f"{'test AUROC':<28}{sim['test_auroc']:>11.3f}{dep['test_auroc']:>11.3f}")

@@ -21,6 +21,8 @@ Variants (:data:`VARIANTS`): ``default`` (the typed defaults with the data optio
 ``synthetic-pretrained`` (the network first trained on a synthetic cohort prepared exactly as the data
 are, then fine-tuned), ``superclass-auxiliary`` (PTB-XL only: PTB-XL's diagnostic superclasses NORM,
 STTC, CD, HYP as auxiliary targets of the attention context during training, ``train.auxiliary_targets``),
+``subclass-auxiliary`` (PTB-XL's 19 diagnostic subclasses outside MI instead: the mimics told apart, ischaemia,
+bundle-branch blocks, hypertrophy), ``localised-auxiliary`` (those and MI's own subclasses by territory),
 ``augmented`` (training batches with random gains, noise and baseline sway: ``train.augment_*``),
 ``augmented-auxiliary`` (both) and every registered model by its name.
 """
@@ -40,7 +42,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.data.readers.ptbxl import SUPERCLASS_TARGETS
+from common.data.readers.ptbxl import MI_SUBCLASS_TARGETS, SUBCLASS_TARGETS, SUPERCLASS_TARGETS
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ VARIANTS: dict[str, Variant] = {
     ),
     "synthetic-pretrained": Variant(pretrain_ecgs=8000),
     "superclass-auxiliary": Variant(train={"auxiliary_targets": SUPERCLASS_TARGETS}),
+    "subclass-auxiliary": Variant(train={"auxiliary_targets": SUBCLASS_TARGETS}),
+    "localised-auxiliary": Variant(train={"auxiliary_targets": SUBCLASS_TARGETS + MI_SUBCLASS_TARGETS}),
     "augmented": Variant(train=AUGMENTATION),
     "augmented-auxiliary": Variant(train={**AUGMENTATION, "auxiliary_targets": SUPERCLASS_TARGETS}),
 }

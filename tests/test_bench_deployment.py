@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -66,3 +68,31 @@ def test_read_through_reads_every_file_under_a_folder(tmp_path: Path) -> None:
     (tmp_path / "a" / "x.npy").write_bytes(b"1" * 3000)
     (tmp_path / "y.csv").write_bytes(b"2" * 500)
     assert B.read_through(tmp_path, chunk=1024) == 3500
+
+
+def _run_folder(folder: Path, rounds: list[tuple[float, dict[str, float]]], auroc: float) -> Path:
+    folder.mkdir()
+    (folder / "timing.json").write_text(json.dumps({"rounds_s": 10.0, "test_round_s": 2.0, "server_app_s": 14.0}))
+    (folder / "test.json").write_text(json.dumps({"all": {"auroc": auroc}}))
+    history = [
+        {"round": i + 1, "train_s": round_s, "trained": {h: {"handler_s": s} for h, s in handlers.items()}}
+        for i, (round_s, handlers) in enumerate(rounds)
+    ]
+    (folder / "history.json").write_text(json.dumps(history))
+    return folder
+
+
+def test_a_round_beyond_its_slowest_handler_is_read_and_reported(tmp_path: Path) -> None:
+    # Prepare: a simulated and a deployed run of two rounds, by the ServerApp's and each hospital's clock
+    sim = B.read_run(_run_folder(tmp_path / "sim", [(6.0, {"a": 5.9, "b": 4.0}), (5.0, {"a": 4.8, "b": 4.9})], 0.9))
+    dep = B.read_run(_run_folder(tmp_path / "dep", [(12.0, {"a": 6.0, "b": 4.5}), (13.0, {"a": 5.0, "b": 6.0})], 0.9))
+    memory = {"superlink_mib": 1.0, "supernode_mib": {}, "process_mib": {}, "clientapp_processes": 4,
+              "clientapp_lifetimes_s": [], "cpu_s": {}}  # fmt: skip
+
+    # Execute
+    text = B.report({**sim, "wall_s": 15.0}, {**dep, "wall_s": 20.0, "memory": memory, "worker_message_s": []},
+                        B.build_parser().parse_args([]))  # fmt: skip
+
+    # Assert: the time beyond the slowest handler, each round, and its mean in the table
+    assert sim["round_outside_handlers_s"] == [0.1, 0.1] and dep["round_outside_handlers_s"] == [6.0, 7.0]
+    assert re.search(r"a round beyond handlers \(s\)\s+0\.1\s+6\.5\s", text)

@@ -42,6 +42,11 @@ def test_variants_by_name_and_an_unknown_one_lists_the_known() -> None:
     assert bench.variant("wide-regularised").kwargs["width"] == 32
     aux = bench.variant("superclass-auxiliary").train["auxiliary_targets"]
     assert aux == ("superclass_NORM", "superclass_STTC", "superclass_CD", "superclass_HYP")  # the engine trains them
+    subclasses = bench.variant("subclass-auxiliary").train["auxiliary_targets"]
+    assert len(subclasses) == 19 and "subclass_LVH" in subclasses and "subclass_IMI" not in subclasses
+    localised = bench.variant("localised-auxiliary").train["auxiliary_targets"]
+    assert localised[:19] == subclasses
+    assert set(localised[19:]) == {"subclass_AMI", "subclass_IMI", "subclass_LMI", "subclass_PMI"}
     with pytest.raises(SystemExit, match=r"unknown variant 'tiny'; known: default, wide-regularised.*cnn1d"):
         bench.variant("tiny")
     with pytest.raises(SystemExit, match="--models and --reuse are fedami study's"):

@@ -176,3 +176,19 @@ def test_cache_key_follows_the_files(tmp_path: Path) -> None:
     after = _fingerprint(index)
 
     assert before == same != after
+
+
+def test_cache_key_follows_the_index_columns(corpus: tuple[Path, pd.DataFrame]) -> None:
+    # Prepare: the same records, indexed once more with a column a reader has gained (a new auxiliary target)
+    from common.data.ingest import ingest_key
+
+    folder, _ = corpus
+    source = ManifestSource(path=folder / "manifest.csv")
+    index = source.index()
+
+    # Execute
+    before, again = ingest_key(source, IngestConfig(), index), ingest_key(source, IngestConfig(), index.copy())
+    gained = ingest_key(source, IngestConfig(), index.assign(subclass_LVH=0))
+
+    # Assert: a store ingested before the reader knew the column is never reused without it
+    assert before == again != gained

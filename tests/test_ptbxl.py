@@ -15,11 +15,15 @@ from common.data.arrays import load_split
 from common.data.ingest import REPORT_FILE, ingest, site_table
 from common.data.leads import LEADS
 from common.data.readers.ptbxl import (
+    MI_SUBCLASS_TARGETS,
+    SUBCLASS_TARGETS,
+    SUBCLASSES,
     SUPERCLASS_TARGETS,
     SUPERCLASSES,
     PtbxlCombinedSource,
     PtbxlFilteredSource,
     PtbxlSource,
+    ptbxl_table,
 )
 from common.training.engine import auxiliary_matrix
 
@@ -67,6 +71,47 @@ def test_superclasses_follow_ptbxl_s_statement_table() -> None:
     assert tuple(f"superclass_{c}" for c in ("NORM", "STTC", "CD", "HYP")) == SUPERCLASS_TARGETS
     assert all(0 < index[t].mean() < 1 for t in SUPERCLASS_TARGETS)
     assert ((index["superclass_MI"] == 1) | (index["label"] == 0)).all()  # every MI label is an MI-class statement
+
+
+def test_subclasses_follow_ptbxl_s_statement_table() -> None:
+    # Prepare: every present record's SCP statements, read independently of the reader
+    index = PtbxlSource(root=PTBXL).index()
+    db = pd.read_csv(PTBXL / "metadata" / "ptbxl_database.csv").set_index("ecg_id")
+    statements = pd.read_csv(PTBXL / "metadata" / "scp_statements.csv", index_col=0)
+    names = {
+        "LAFB/LPFB": "LAFB_LPFB",
+        "_AVB": "AVB",
+        "NST_": "NST",
+        "ISC_": "ISC",
+        "LAO/LAE": "LAO_LAE",
+        "RAO/RAE": "RAO_RAE",
+    }
+
+    # Assert: subclass_<s> is 1 exactly where a statement of subclass s is listed (at any likelihood)
+    for _, row in index.iterrows():
+        codes = ast.literal_eval(db.loc[row["ecg_id"], "scp_codes"])
+        subs = {statements.loc[c, "diagnostic_subclass"] for c in codes if c in statements.index}
+        for sub in SUBCLASSES:
+            assert row[f"subclass_{names.get(sub, sub)}"] == int(sub in subs), (row["ecg_id"], sub)
+    assert len(SUBCLASS_TARGETS) == 19 and len(MI_SUBCLASS_TARGETS) == 4
+    assert set(SUBCLASS_TARGETS).isdisjoint(MI_SUBCLASS_TARGETS)
+    assert {"subclass_ISCA", "subclass_CLBBB", "subclass_LVH", "subclass_NORM"} <= set(SUBCLASS_TARGETS)
+    assert ((index[list(MI_SUBCLASS_TARGETS)].max(axis=1) == 1) == (index["superclass_MI"] == 1)).all()
+
+
+def test_a_statement_table_with_other_subclasses_is_refused(tmp_path: Path) -> None:
+    # Prepare: PTB-XL's metadata with one subclass moved to another class
+    (tmp_path / "metadata").mkdir()
+    db = pd.read_csv(PTBXL / "metadata" / "ptbxl_database.csv").head(5)
+    db.to_csv(tmp_path / "metadata" / "ptbxl_database.csv", index=False)
+    statements = pd.read_csv(PTBXL / "metadata" / "scp_statements.csv", index_col=0)
+    statements.loc[statements["diagnostic_subclass"] == "LVH", "diagnostic_class"] = "CD"
+    statements.to_csv(tmp_path / "metadata" / "scp_statements.csv")
+
+    # Execute / Assert: the auxiliary columns would mean something else, so the table is refused by name
+    refused = r"scp_statements.csv maps diagnostic subclasses to classes as \[\(.LVH., .CD.\)\]"
+    with pytest.raises(ValueError, match=refused):
+        ptbxl_table(tmp_path, label="mi", likelihood=50.0, hospital_column="site")
 
 
 def test_wfdb_records_come_back_in_canonical_order_and_mv() -> None:

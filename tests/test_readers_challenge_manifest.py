@@ -463,6 +463,7 @@ def test_download_ptbxl_layout_is_readable_by_the_ptbxl_reader(tmp_path: Path) -
     src = PtbxlSource(root=dest, rate=100)
     index = src.index()
     assert index["label"].tolist() == [1.0, 0.0]
+    assert not any(c.startswith("subclass_") for c in index.columns)  # the table names no subclass: no such column
     assert src.load(index.iloc[0]).signal.shape == (12, 1000)
 
 

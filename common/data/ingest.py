@@ -83,7 +83,12 @@ def _fingerprint(index: pd.DataFrame) -> str:
 
 def ingest_key(source: Source, cfg: IngestConfig, index: pd.DataFrame) -> str:
     payload = json.dumps(
-        {"version": INGEST_VERSION, "source": source.describe(), "ingest": cfg.model_dump(mode="json")},
+        {
+            "version": INGEST_VERSION,
+            "source": source.describe(),
+            "ingest": cfg.model_dump(mode="json"),
+            "columns": sorted(index.columns),  # a reader that gains a column (an auxiliary target) makes a new store
+        },
         sort_keys=True,
         default=str,
     )

@@ -123,7 +123,8 @@ def auxiliary_matrix(meta: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray
     if missing:
         raise AuxiliaryTargetError(
             f"auxiliary targets {missing} are not columns of the metadata of {sites}; "
-            "PTB-XL stores have one superclass_<class> column per diagnostic superclass (NORM, MI, STTC, CD, HYP)"
+            "PTB-XL stores have one superclass_<class> column per diagnostic superclass (NORM, MI, STTC, CD, HYP) "
+            "and one subclass_<subclass> column per diagnostic subclass (subclass_LVH, subclass_LAFB_LPFB, ...)"
         )
     out = np.empty((len(meta), len(columns)), np.float32)
     for j, col in enumerate(columns):

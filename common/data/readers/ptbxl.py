@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
@@ -41,6 +42,26 @@ SUPERCLASSES: Final[tuple[str, ...]] = ("NORM", "MI", "STTC", "CD", "HYP")
 SUPERCLASS_COLUMNS: Final[tuple[str, ...]] = tuple(f"superclass_{c}" for c in SUPERCLASSES)
 SUPERCLASS_TARGETS: Final[tuple[str, ...]] = tuple(c for c in SUPERCLASS_COLUMNS if c != "superclass_MI")
 """The superclasses other than MI: auxiliary targets for the AMI model (``train.auxiliary_targets``)."""
+SUBCLASSES: Final[dict[str, str]] = {
+    "NORM": "NORM",
+    "STTC": "STTC", "NST_": "STTC", "ISC_": "STTC", "ISCA": "STTC", "ISCI": "STTC",
+    "CLBBB": "CD", "CRBBB": "CD", "ILBBB": "CD", "IRBBB": "CD", "IVCD": "CD", "LAFB/LPFB": "CD", "WPW": "CD",
+    "_AVB": "CD",
+    "LVH": "HYP", "RVH": "HYP", "LAO/LAE": "HYP", "RAO/RAE": "HYP", "SEHYP": "HYP",
+    "AMI": "MI", "IMI": "MI", "LMI": "MI", "PMI": "MI",
+}  # fmt: skip
+"""PTB-XL's 23 diagnostic subclasses and their superclass; the store keeps a 0/1 column per subclass."""
+
+
+def subclass_column(subclass: str) -> str:
+    """``subclass_<name>`` with PTB-XL's ``/`` and edge underscores made column-safe (``_AVB`` -> ``subclass_AVB``)."""
+    return "subclass_" + re.sub(r"[^A-Za-z0-9]+", "_", subclass).strip("_")
+
+
+SUBCLASS_TARGETS: Final[tuple[str, ...]] = tuple(subclass_column(s) for s, c in SUBCLASSES.items() if c != "MI")
+"""The 19 subclasses outside MI (the AMI label's mimics told apart): auxiliary targets for the AMI model."""
+MI_SUBCLASS_TARGETS: Final[tuple[str, ...]] = tuple(subclass_column(s) for s, c in SUBCLASSES.items() if c == "MI")
+"""MI's subclasses by territory (anterior, inferior, lateral, posterior): auxiliary targets that localise it."""
 
 
 def _metadata_file(root: Path, name: str) -> Path:
@@ -99,6 +120,23 @@ def _superclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.nd
     }
 
 
+def _subclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``subclass_<name>``: 1 where any of the record's SCP statements belongs to the subclass, at any likelihood.
+
+    None when the statement table has no ``diagnostic_subclass`` column: a run that asks for them as auxiliary
+    targets then stops with an error naming them, rather than training on columns of zeros.
+    """
+    if "diagnostic_subclass" not in statements.columns:
+        return {}
+    table = statements.dropna(subset=["diagnostic_subclass"])
+    found = set(zip(table["diagnostic_subclass"], table["diagnostic_class"], strict=True))
+    if other := sorted(found - set(SUBCLASSES.items()), key=str):  # a table may list fewer statements, never others
+        raise ValueError(f"{STATEMENTS_FILE} maps diagnostic subclasses to classes as {other}, not as PTB-XL does")
+    sub = table["diagnostic_subclass"].to_dict()
+    subs = db["scp_codes"].map(lambda s: {sub.get(k) for k in ast.literal_eval(str(s))})
+    return {subclass_column(c): subs.map(lambda found, c=c: c in found).to_numpy(np.int64) for c in SUBCLASSES}
+
+
 def _hospital(db: pd.DataFrame, column: Literal["site", "device"]) -> pd.Series:
     raw = db[column]
     if column == "site":
@@ -123,6 +161,7 @@ def ptbxl_table(
             "sex": demo["sex"],
             "label": _labels(db, statements, label, likelihood),
             **_superclasses(db, statements),
+            **_subclasses(db, statements),
             "territory": _territories(db, likelihood),
             "age_unreadable": demo["age_unreadable"],
             "sex_unreadable": demo["sex_unreadable"],
