@@ -123,7 +123,7 @@ def _superclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.nd
 def _subclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.ndarray]:
     """``subclass_<name>``: 1 where any of the record's SCP statements belongs to the subclass, at any likelihood.
 
-    None when the statement table has no ``diagnostic_subclass`` column: a run that asks for them as auxiliary
+    No columns when the statement table has no ``diagnostic_subclass`` column: a run that asks for them as auxiliary
     targets then stops with an error naming them, rather than training on columns of zeros.
     """
     if "diagnostic_subclass" not in statements.columns:
@@ -134,7 +134,7 @@ def _subclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.ndar
         raise ValueError(f"{STATEMENTS_FILE} maps diagnostic subclasses to classes as {other}, not as PTB-XL does")
     sub = table["diagnostic_subclass"].to_dict()
     subs = db["scp_codes"].map(lambda s: {sub.get(k) for k in ast.literal_eval(str(s))})
-    return {subclass_column(c): subs.map(lambda found, c=c: c in found).to_numpy(np.int64) for c in SUBCLASSES}
+    return {subclass_column(c): subs.map(lambda listed, c=c: c in listed).to_numpy(np.int64) for c in SUBCLASSES}
 
 
 def _hospital(db: pd.DataFrame, column: Literal["site", "device"]) -> pd.Series:
