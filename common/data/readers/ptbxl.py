@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -71,9 +71,15 @@ def _metadata_file(root: Path, name: str) -> Path:
     raise FileNotFoundError(f"{name} not found in {root} or {root / 'metadata'}")
 
 
-def _labels(db: pd.DataFrame, statements: pd.DataFrame, label: Label, likelihood: float) -> np.ndarray:
+def _statements(db: pd.DataFrame) -> pd.Series:
+    """Each record's SCP statements with their likelihoods, parsed once for every column derived from them."""
+    return db["scp_codes"].map(lambda s: {k: float(v) for k, v in ast.literal_eval(str(s)).items()})
+
+
+def _labels(
+    codes: pd.Series, db: pd.DataFrame, statements: pd.DataFrame, label: Label, likelihood: float
+) -> np.ndarray:
     mi_codes = set(statements.index[statements["diagnostic_class"] == "MI"])
-    codes = db["scp_codes"].map(lambda s: {k: float(v) for k, v in ast.literal_eval(str(s)).items()})
     sure = codes.map(lambda d: {k for k, v in d.items() if v >= likelihood})
     if label == "mi":
         out = sure.map(lambda c: bool(c & mi_codes))
@@ -95,33 +101,35 @@ _TERRITORY_CODES: Final[dict[str, tuple[str, ...]]] = {
 has no facing lead of the 12 and is left out."""
 
 
-def _territories(db: pd.DataFrame, likelihood: float) -> np.ndarray:
+def _territories(codes: pd.Series, likelihood: float) -> np.ndarray:
     """``territory``: the territories of a record's infarct or injury statements at ``likelihood`` or more."""
 
-    def one(text: object) -> str:
-        codes = {k for k, v in ast.literal_eval(str(text)).items() if float(v) >= likelihood}
-        found = {t for c in codes for t in _TERRITORY_CODES.get(c, ())}
+    def one(record: dict[str, float]) -> str:
+        found = {t for c, v in record.items() if v >= likelihood for t in _TERRITORY_CODES.get(c, ())}
         return "+".join(sorted(found))
 
-    return db["scp_codes"].map(one).to_numpy(dtype=object)
+    return codes.map(one).to_numpy(dtype=object)
 
 
-def _superclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.ndarray]:
-    """``superclass_<name>``: 1 where any of the record's SCP statements belongs to the class, at any likelihood.
+def _memberships(
+    codes: pd.Series, group_of: Mapping[str, str], groups: Iterable[str], column: Callable[[str], str]
+) -> dict[str, np.ndarray]:
+    """``column(g)``: 1 where any of the record's SCP statements belongs to group ``g``, at any likelihood.
 
     Any likelihood, as PTB-XL's own example code aggregates them (its diagnostic statements mostly carry 100;
     the AMI label itself keeps the ``likelihood`` threshold).
     """
-    klass = statements["diagnostic_class"].dropna().to_dict()
-    classes = db["scp_codes"].map(lambda s: {klass.get(k) for k in ast.literal_eval(str(s))})
-    return {
-        col: classes.map(lambda found, c=c: c in found).to_numpy(np.int64)
-        for c, col in zip(SUPERCLASSES, SUPERCLASS_COLUMNS, strict=True)
-    }
+    found = codes.map(lambda record: {group_of.get(k) for k in record})
+    return {column(g): found.map(lambda listed, g=g: g in listed).to_numpy(np.int64) for g in groups}
 
 
-def _subclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.ndarray]:
-    """``subclass_<name>``: 1 where any of the record's SCP statements belongs to the subclass, at any likelihood.
+def _superclasses(codes: pd.Series, statements: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``superclass_<name>`` per diagnostic class (:data:`SUPERCLASSES`)."""
+    return _memberships(codes, statements["diagnostic_class"].dropna().to_dict(), SUPERCLASSES, "superclass_{}".format)
+
+
+def _subclasses(codes: pd.Series, statements: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``subclass_<name>`` per diagnostic subclass (:data:`SUBCLASSES`, :func:`subclass_column`).
 
     No columns when the statement table has no ``diagnostic_subclass`` column: a run that asks for them as auxiliary
     targets then stops with an error naming them, rather than training on columns of zeros.
@@ -132,9 +140,7 @@ def _subclasses(db: pd.DataFrame, statements: pd.DataFrame) -> dict[str, np.ndar
     found = set(zip(table["diagnostic_subclass"], table["diagnostic_class"], strict=True))
     if other := sorted(found - set(SUBCLASSES.items()), key=str):  # a table may list fewer statements, never others
         raise ValueError(f"{STATEMENTS_FILE} maps diagnostic subclasses to classes as {other}, not as PTB-XL does")
-    sub = table["diagnostic_subclass"].to_dict()
-    subs = db["scp_codes"].map(lambda s: {sub.get(k) for k in ast.literal_eval(str(s))})
-    return {subclass_column(c): subs.map(lambda listed, c=c: c in listed).to_numpy(np.int64) for c in SUBCLASSES}
+    return _memberships(codes, table["diagnostic_subclass"].to_dict(), SUBCLASSES, subclass_column)
 
 
 def _hospital(db: pd.DataFrame, column: Literal["site", "device"]) -> pd.Series:
@@ -152,6 +158,7 @@ def ptbxl_table(
     db = pd.read_csv(_metadata_file(root, DATABASE_FILE), dtype=dict.fromkeys(text_columns, str))
     statements = pd.read_csv(_metadata_file(root, STATEMENTS_FILE), index_col=0)
     demo = demographics_columns(db["age"].tolist(), db["sex"].tolist(), coding="ptbxl", ptbxl=True)
+    codes = _statements(db)
     return pd.DataFrame(
         {
             "record_id": "ptbxl-" + db["ecg_id"].astype(int).astype(str),
@@ -159,10 +166,10 @@ def ptbxl_table(
             "site": _hospital(db, hospital_column),
             "age": np.asarray(demo["age"], dtype=np.float64),
             "sex": demo["sex"],
-            "label": _labels(db, statements, label, likelihood),
-            **_superclasses(db, statements),
-            **_subclasses(db, statements),
-            "territory": _territories(db, likelihood),
+            "label": _labels(codes, db, statements, label, likelihood),
+            **_superclasses(codes, statements),
+            **_subclasses(codes, statements),
+            "territory": _territories(codes, likelihood),
             "age_unreadable": demo["age_unreadable"],
             "sex_unreadable": demo["sex_unreadable"],
             "ecg_id": db["ecg_id"].astype(int),
