@@ -177,8 +177,9 @@ class RoundTracker:
                 self.specs[name] = InputSpec.model_validate_json(str(config[P.INPUT_SPEC]))
                 common_spec(self.specs)  # hospitals whose data were prepared differently stop the run here
             positives = int(P.number(m, P.NUM_POSITIVES)) if P.NUM_POSITIVES in m else None
-            self.training_data[name] = HospitalData(ecgs=int(P.number(m, weight_key)), positives=positives)
-            trained[name] = {"examples": int(P.number(m, weight_key)), "loss": P.number(m, P.TRAIN_LOSS), **_timings(m)}
+            ecgs = int(P.number(m, weight_key))
+            self.training_data[name] = HospitalData(ecgs=ecgs, positives=positives)
+            trained[name] = {"examples": ecgs, "loss": P.number(m, P.TRAIN_LOSS), **_timings(m)}
         self._round = {
             "train_loss": loss,
             "train_examples": int(n.sum()),
